@@ -1,0 +1,42 @@
+"""Layer 3 - pure mapping from raw Bitrix24 records to Core rows.
+
+Everything here is a pure function of its inputs: no HTTP, no database, no Dagster, no clock.
+It imports only the row models of the Core SDK (``bitrix24_assets.core.rows``) and the standard
+library; it must not import ``bitrix24_assets.bitrix24`` (I/O), ``bitrix24_assets.defs`` (Dagster)
+or anything above it. That is what lets ``tests/sync`` run a table of real payload variants in
+milliseconds.
+
+Public surface:
+
+- ``to_employee``, ``to_task``, ``to_event``: one record -> one row or a ``Rejection``.
+- ``map_records``: a batch of records -> ``MappingResult`` (rows, rejections by reason, duplicates).
+- ``ENTITIES``: the ``EntitySpec`` registry (Bitrix method, select, cursor, mapper, Core merge).
+"""
+
+from bitrix24_assets.sync.batch import MappingResult, map_records
+from bitrix24_assets.sync.cursors import CursorSpec, next_cursor, read_since
+from bitrix24_assets.sync.employees import USER_SELECT, to_employee
+from bitrix24_assets.sync.events import EVENT_FIELDS, EventWindow, event_window, to_event
+from bitrix24_assets.sync.rejection import Rejection
+from bitrix24_assets.sync.specs import ENTITIES, EntitySpec, ReadPlan
+from bitrix24_assets.sync.tasks import TASK_SELECT, to_task
+
+__all__ = [
+    "ENTITIES",
+    "EVENT_FIELDS",
+    "TASK_SELECT",
+    "USER_SELECT",
+    "CursorSpec",
+    "EntitySpec",
+    "EventWindow",
+    "MappingResult",
+    "ReadPlan",
+    "Rejection",
+    "event_window",
+    "map_records",
+    "next_cursor",
+    "read_since",
+    "to_employee",
+    "to_event",
+    "to_task",
+]
