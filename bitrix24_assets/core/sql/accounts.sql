@@ -1,0 +1,109 @@
+-- Integration accounts: every operation the SDK needs, as functions, so the Postgres backend and
+-- the Supabase backend (PostgREST RPC) run the same SQL.
+
+-- The company an account belongs to. Merges take company_id from here, never from their input,
+-- so one account's data cannot land under another company.
+create or replace function core.account_company(p_account uuid)
+returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_company uuid;
+begin
+    select a.company_id into v_company from core.integration_accounts a where a.id = p_account;
+    if v_company is null then
+        raise exception using errcode = 'P0002',
+            message = format('integration account %s does not exist', p_account);
+    end if;
+    return v_company;
+end
+$$;
+
+-- Ids of tasks and events are derived from (account, bitrix id): stable across re-syncs, and
+-- md5 is several times cheaper than gen_random_uuid() on builds that read /dev/urandom per call.
+create or replace function core.row_id(p_account uuid, p_bitrix_id text)
+returns uuid
+language sql immutable parallel safe  -- no SET clause: it must stay inlinable
+as $$
+    select pg_catalog.md5(p_account::text || '/' || p_bitrix_id)::uuid;
+$$;
+
+create or replace function core.ensure_company(p_name text)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_id uuid;
+begin
+    select c.id into v_id from core.companies c where c.name = p_name order by c.id limit 1;
+    if v_id is null then
+        insert into core.companies (name) values (p_name) returning id into v_id;
+    end if;
+    return v_id;
+end
+$$;
+
+create or replace function core.add_account(
+    p_company uuid, p_name text, p_provider text, p_credentials jsonb, p_settings jsonb)
+returns uuid
+language sql
+set search_path = ''
+as $$
+    insert into core.integration_accounts (company_id, name, provider, credentials, settings)
+    values (p_company, p_name, p_provider, coalesce(p_credentials, '{}'::jsonb), coalesce(p_settings, '{}'::jsonb))
+    returning id;
+$$;
+
+create or replace function core.list_accounts(p_provider text default null, p_active_only boolean default false)
+returns setof core.integration_accounts
+language sql stable
+set search_path = ''
+as $$
+    select a.* from core.integration_accounts a
+    where (p_provider is null or a.provider = p_provider)
+      and (not p_active_only or a.status = 'active')
+    order by a.created_at, a.id;
+$$;
+
+create or replace function core.get_account(p_account uuid)
+returns setof core.integration_accounts
+language sql stable
+set search_path = ''
+as $$
+    select a.* from core.integration_accounts a where a.id = p_account;
+$$;
+
+create or replace function core.set_account_status(p_account uuid, p_status text, p_message text default null)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+    update core.integration_accounts a
+    set status = p_status, status_message = p_message, updated_at = now()
+    where a.id = p_account
+      and (a.status, a.status_message) is distinct from (p_status, p_message);
+    if not found and not exists (select 1 from core.integration_accounts a where a.id = p_account) then
+        raise exception using errcode = 'P0002',
+            message = format('integration account %s does not exist', p_account);
+    end if;
+end
+$$;
+
+create or replace function core.set_account_credentials(p_account uuid, p_credentials jsonb)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+    update core.integration_accounts a
+    set credentials = a.credentials || coalesce(p_credentials, '{}'::jsonb), updated_at = now()
+    where a.id = p_account;
+    if not found then
+        raise exception using errcode = 'P0002',
+            message = format('integration account %s does not exist', p_account);
+    end if;
+end
+$$;

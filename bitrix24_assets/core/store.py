@@ -1,0 +1,153 @@
+"""The CoreStore interface: everything the layers above need from Core, backend-agnostic.
+
+Two implementations run the same SQL functions (shipped by the migrations):
+:class:`~bitrix24_assets.core.postgres.PostgresStore` (psycopg, COPY + one merge call) and
+:class:`~bitrix24_assets.core.supabase.SupabaseStore` (supabase-py, RPC with JSON rows).
+All methods raise :class:`~bitrix24_assets.core.errors.CoreError` subclasses only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
+from .rows import CalendarEventRow, EmployeeRow, TaskRow
+
+__all__ = ["CoreStore", "DeletableEntity", "Entity", "SyncStatus"]
+
+Entity = Literal["employees", "tasks", "calendar_events"]
+DeletableEntity = Literal["tasks", "calendar_events"]
+SyncStatus = Literal["running", "success", "failed", "skipped"]
+
+
+class CoreStore(ABC):
+    """Core, as the sync sees it. Use as a context manager or call :meth:`close`."""
+
+    # ---- schema ----------------------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return what was done (empty when up to date)."""
+
+    # ---- accounts ----------------------------------------------------------------------------------
+    @abstractmethod
+    def list_accounts(
+        self, provider: str | None = "bitrix24", active_only: bool = False
+    ) -> list[IntegrationAccount]:
+        """Integration accounts with their credentials (secret), oldest first."""
+
+    @abstractmethod
+    def get_account(self, account_id: str) -> IntegrationAccount:
+        """One account; raises AccountNotFoundError if it does not exist."""
+
+    @abstractmethod
+    def set_account_status(self, account_id: str, status: str, message: str | None = None) -> None:
+        """Record an account's health ("active", "error", ...) with a one-sentence message."""
+
+    @abstractmethod
+    def create_company(self, name: str) -> str:
+        """Id of the company with this name, created if absent."""
+
+    @abstractmethod
+    def add_account(
+        self,
+        company_id: str,
+        name: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        provider: str = "bitrix24",
+    ) -> IntegrationAccount:
+        """Register a portal for a company."""
+
+    @abstractmethod
+    def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
+        """Merge new credential fields into the account (e.g. refreshed OAuth tokens)."""
+
+    # ---- merges ------------------------------------------------------------------------------------
+    @abstractmethod
+    def merge_employees(self, account_id: str, rows: Sequence[EmployeeRow], *, full: bool) -> MergeCounts:
+        """Merge users of one account; with ``full`` the absent ones become inactive."""
+
+    @abstractmethod
+    def merge_tasks(self, account_id: str, rows: Sequence[TaskRow], *, full: bool) -> MergeCounts:
+        """Merge tasks of one account; with ``full`` the absent ones are marked deleted."""
+
+    @abstractmethod
+    def merge_events(
+        self,
+        account_id: str,
+        rows: Sequence[CalendarEventRow],
+        *,
+        full: bool,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> MergeCounts:
+        """Merge calendar events; with ``full`` the absent ones (overlapping ``window``) are deleted."""
+
+    @abstractmethod
+    def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
+        """Mark rows deleted (e.g. from an ONTASKDELETE event); returns how many changed."""
+
+    # ---- sync logs and cursors -----------------------------------------------------------------------
+    @abstractmethod
+    def get_cursor(self, account_id: str, entity: str) -> dict[str, Any] | None:
+        """Cursor of the last successful sync of this entity, or None before the first one."""
+
+    @abstractmethod
+    def start_sync(self, account_id: str, entity: str, run_id: str | None = None) -> str:
+        """Open a sync-log row (status running); returns its id."""
+
+    @abstractmethod
+    def finish_sync(
+        self,
+        sync_id: str,
+        *,
+        status: SyncStatus,
+        records_fetched: int | None = None,
+        counts: MergeCounts | None = None,
+        cursor: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close a sync-log row. ``error`` is redacted before it is stored."""
+
+    @abstractmethod
+    def recent_syncs(self, account_id: str, entity: str | None = None, limit: int = 20) -> list[SyncLog]:
+        """Latest sync-log rows of an account, newest first."""
+
+    # ---- inbox ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def put_event(self, account_id: str, event: str, payload: dict[str, Any], dedupe_key: str) -> bool:
+        """Store an outgoing event; False if one with this dedupe key is already there."""
+
+    @abstractmethod
+    def pending_events(self, limit: int = 100) -> list[InboxEvent]:
+        """Unprocessed events, oldest first."""
+
+    @abstractmethod
+    def mark_events_processed(self, ids: Sequence[str]) -> int:
+        """Mark events processed; returns how many were pending."""
+
+    # ---- health figures for asset checks ---------------------------------------------------------------
+    @abstractmethod
+    def unresolved_task_people(self, account_id: str) -> int:
+        """Live tasks whose responsible or creator is not (yet) a known employee."""
+
+    @abstractmethod
+    def duplicate_bitrix_ids(self, account_id: str, entity: Entity) -> int:
+        """Bitrix ids stored more than once for this account (should be 0)."""
+
+    @abstractmethod
+    def count_active_employees(self, account_id: str) -> int:
+        """Active employees linked to this account."""
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> CoreStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
