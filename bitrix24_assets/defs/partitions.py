@@ -1,0 +1,9 @@
+"""The one partition dimension: ``core.integration_accounts.id`` (a UUID), shared by every asset.
+
+Keys are account UUIDs, never portal URLs: keys appear in the UI, run tags, storage paths and
+logs, and a webhook URL carries its secret token. The accounts sensor adds and removes keys.
+"""
+
+import dagster as dg
+
+integration_accounts = dg.DynamicPartitionsDefinition(name="integration_accounts")

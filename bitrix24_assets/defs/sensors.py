@@ -1,0 +1,63 @@
+"""The accounts sensor (running by default): partitions follow ``core.integration_accounts``.
+
+Each tick reads the Bitrix24 account rows once and diffs them against the instance's partition
+keys: new or re-activated accounts get a partition and one full-sync run; accounts deleted or
+set to any status other than ``active``/``error`` lose their partition (accounts in error keep
+theirs, so they recover by themselves). The run key holds the account's ``updated_at``, so a
+re-activated account is synced again (run keys dedupe forever per sensor). Work per tick is one
+query plus two set differences, fine for thousands of accounts.
+"""
+
+import dagster as dg
+
+from bitrix24_assets.defs.jobs import bitrix24_full_sync_job
+from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.resources import CoreResource
+
+PARTITIONED_STATUSES = frozenset({"active", "error"})
+# Dagster applies at most 25k partition changes per evaluation; the rest follow next tick.
+MAX_CHANGES_PER_TICK = 10_000
+
+
+@dg.sensor(
+    name="bitrix24_accounts_sensor",
+    job=bitrix24_full_sync_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a partition and requests a first full sync for each new or re-activated Bitrix24 "
+    "account; removes partitions of deleted or disabled accounts.",
+)
+def accounts_sensor(
+    context: dg.SensorEvaluationContext, core: CoreResource
+) -> dg.SensorResult | dg.SkipReason:
+    with core.store() as store:
+        accounts = {
+            a.id: a for a in store.list_accounts(provider="bitrix24") if a.status in PARTITIONED_STATUSES
+        }
+    known = set(context.instance.get_dynamic_partitions(integration_accounts.name))
+    new = sorted(accounts.keys() - known)[:MAX_CHANGES_PER_TICK]
+    gone = sorted(known - accounts.keys())[:MAX_CHANGES_PER_TICK]
+    if not new and not gone:
+        return dg.SkipReason(f"{len(known)} accounts, no changes")
+    requests = []
+    if new:
+        requests.append(integration_accounts.build_add_request(new))
+    if gone:
+        requests.append(integration_accounts.build_delete_request(gone))
+    context.log.info(
+        f"Accounts: {len(new)} added, {len(gone)} removed, {len(known) + len(new) - len(gone)} total"
+    )
+    runs = [
+        dg.RunRequest(
+            partition_key=key,
+            run_key=f"onboard:{key}:{_stamp(accounts[key])}",
+            tags={"bitrix24/trigger": "onboarding"},
+        )
+        for key in new
+    ]
+    return dg.SensorResult(dynamic_partitions_requests=requests, run_requests=runs)
+
+
+def _stamp(account: object) -> str:
+    updated = getattr(account, "updated_at", None)
+    return updated.isoformat() if updated else "first"
