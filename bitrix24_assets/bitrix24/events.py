@@ -138,7 +138,7 @@ class OutgoingEvent(BaseModel):
 
     def inbox_payload(self) -> dict[str, Any]:
         """What the inbox stores: everything but the token (the auth block never leaves the receiver)."""
-        return self.model_dump(mode="json", exclude={"application_token"})
+        return {**self.model_dump(mode="json", exclude={"application_token"}), "entity": self.entity.value}
 
 
 def parse_form(body: bytes | str) -> dict[str, Any]:
