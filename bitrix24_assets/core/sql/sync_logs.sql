@@ -135,3 +135,39 @@ as $$
     order by l.started_at desc, l.id
     limit p_limit;
 $$;
+
+-- Removal step of a full merge that arrived in several RPC chunks (Supabase backend): everything
+-- of the account not in p_keep is deactivated (employees) or marked deleted (tasks, events).
+create or replace function core.remove_missing(
+    p_account uuid, p_entity text, p_keep text[], p_from timestamptz default null, p_to timestamptz default null)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_company uuid := core.account_company(p_account);
+    v_count integer;
+begin
+    if p_entity = 'employees' then
+        update core.employees e
+        set is_active = false, metadata = e.metadata || '{"bitrix_active": false}'::jsonb, updated_at = now()
+        where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+          and e.is_active
+          and not exists (select 1 from unnest(p_keep) k where k = e.metadata ->> 'bitrix_id');
+    elsif p_entity = 'tasks' then
+        update core.tasks t set is_deleted = true, updated_at = now()
+        where t.integration_account_id = p_account and not t.is_deleted
+          and not exists (select 1 from unnest(p_keep) k where k = t.bitrix_id);
+    elsif p_entity = 'calendar_events' then
+        update core.calendar_events t set is_deleted = true, updated_at = now()
+        where t.integration_account_id = p_account and not t.is_deleted
+          and not exists (select 1 from unnest(p_keep) k where k = t.bitrix_id)
+          and (p_from is null or p_to is null
+               or (t.starts_at < p_to and coalesce(t.ends_at, t.starts_at) >= p_from));
+    else
+        raise exception using errcode = '22023', message = format('unknown entity %s', p_entity);
+    end if;
+    get diagnostics v_count = row_count;
+    return v_count;
+end
+$$;
