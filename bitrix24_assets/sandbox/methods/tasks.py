@@ -118,73 +118,76 @@ SORT_GETTERS: dict[str, Callable[[Task], Any]] = {
 }
 
 
-# UPPER_SNAKE field -> (camelCase key, value)
-def _fields(task: Task, ctx: CallContext) -> dict[str, tuple[str, Any]]:
-    tz = ctx.portal.tz
-    now = ctx.portal.clock.now()
-    s = str
-    return {
-        "ID": ("id", s(task.id)),
-        "PARENT_ID": ("parentId", s(task.parent_id) if task.parent_id else None),
-        "TITLE": ("title", task.title),
-        "DESCRIPTION": ("description", task.description),
-        "MARK": ("mark", task.mark),
-        "PRIORITY": ("priority", s(task.priority)),
-        "MULTITASK": ("multitask", "N"),
-        "NOT_VIEWED": ("notViewed", "N"),
-        "REPLICATE": ("replicate", "N"),
-        "GROUP_ID": ("groupId", s(task.group_id)),
-        "STAGE_ID": ("stageId", "0"),
-        "CREATED_BY": ("createdBy", s(task.created_by)),
-        "CREATED_DATE": ("createdDate", iso(task.created_date, tz)),
-        "RESPONSIBLE_ID": ("responsibleId", s(task.responsible_id)),
-        "CHANGED_BY": ("changedBy", s(task.changed_by)),
-        "CHANGED_DATE": ("changedDate", iso(task.changed_date, tz)),
-        "STATUS_CHANGED_BY": ("statusChangedBy", s(task.changed_by)),
-        "STATUS_CHANGED_DATE": ("statusChangedDate", iso(task.changed_date, tz)),
-        "CLOSED_BY": ("closedBy", s(task.responsible_id) if task.closed_date else None),
-        "CLOSED_DATE": ("closedDate", iso(task.closed_date, tz)),
-        "ACTIVITY_DATE": ("activityDate", iso(task.changed_date, tz)),
-        "DATE_START": ("dateStart", iso(task.created_date, tz) if task.status >= 3 else None),
-        "DEADLINE": ("deadline", iso(task.deadline, tz)),
-        "START_DATE_PLAN": ("startDatePlan", iso(task.start_date_plan, tz)),
-        "END_DATE_PLAN": ("endDatePlan", iso(task.end_date_plan, tz)),
-        "GUID": ("guid", "{" + str(uuid.uuid5(uuid.NAMESPACE_OID, f"task-{task.id}")).upper() + "}"),
-        "XML_ID": ("xmlId", None),
-        "COMMENTS_COUNT": ("commentsCount", s(task.comments_count)),
-        "SERVICE_COMMENTS_COUNT": ("serviceCommentsCount", "0"),
-        "NEW_COMMENTS_COUNT": ("newCommentsCount", 0),
-        "ALLOW_CHANGE_DEADLINE": ("allowChangeDeadline", "Y"),
-        "ALLOW_TIME_TRACKING": ("allowTimeTracking", "N"),
-        "TASK_CONTROL": ("taskControl", "N"),
-        "ADD_IN_REPORT": ("addInReport", "N"),
-        "FORKED_BY_TEMPLATE_ID": ("forkedByTemplateId", None),
-        "TIME_ESTIMATE": ("timeEstimate", s(task.time_estimate)),
-        "TIME_SPENT_IN_LOGS": ("timeSpentInLogs", None),
-        "MATCH_WORK_TIME": ("matchWorkTime", "N"),
-        "FORUM_TOPIC_ID": ("forumTopicId", None),
-        "FORUM_ID": ("forumId", None),
-        "SITE_ID": ("siteId", "s1"),
-        "SUBORDINATE": ("subordinate", "N"),
-        "FAVORITE": ("favorite", "N"),
-        "EXCHANGE_MODIFIED": ("exchangeModified", None),
-        "EXCHANGE_ID": ("exchangeId", None),
-        "OUTLOOK_VERSION": ("outlookVersion", "1"),
-        "VIEWED_DATE": ("viewedDate", iso(task.changed_date, tz)),
-        "SORTING": ("sorting", None),
-        "DURATION_PLAN": ("durationPlan", None),
-        "DURATION_FACT": ("durationFact", None),
-        "DURATION_TYPE": ("durationType", "days"),
-        "IS_MUTED": ("isMuted", "N"),
-        "IS_PINNED": ("isPinned", "N"),
-        "IS_PINNED_IN_GROUP": ("isPinnedInGroup", "N"),
-        "DESCRIPTION_IN_BBCODE": ("descriptionInBbcode", "Y"),
-        "STATUS": ("subStatus", s(sub_status(task, now))),
-        "REAL_STATUS": ("status", s(task.status)),
-        "ACCOMPLICES": ("accomplices", [s(u) for u in task.accomplices]),
-        "AUDITORS": ("auditors", [s(u) for u in task.auditors]),
-        "TAGS": ("tags", list(task.tags)),
-    }
+# UPPER_SNAKE field -> (camelCase key, value of (task, tz, now)); only selected fields are computed
+_Value = Callable[[Task, Any, float], Any]
+TASK_FIELDS: dict[str, tuple[str, _Value]] = {
+    "ID": ("id", lambda task, tz, now: str(task.id)),
+    "PARENT_ID": ("parentId", lambda task, tz, now: str(task.parent_id) if task.parent_id else None),
+    "TITLE": ("title", lambda task, tz, now: task.title),
+    "DESCRIPTION": ("description", lambda task, tz, now: task.description),
+    "MARK": ("mark", lambda task, tz, now: task.mark),
+    "PRIORITY": ("priority", lambda task, tz, now: str(task.priority)),
+    "MULTITASK": ("multitask", lambda task, tz, now: "N"),
+    "NOT_VIEWED": ("notViewed", lambda task, tz, now: "N"),
+    "REPLICATE": ("replicate", lambda task, tz, now: "N"),
+    "GROUP_ID": ("groupId", lambda task, tz, now: str(task.group_id)),
+    "STAGE_ID": ("stageId", lambda task, tz, now: "0"),
+    "CREATED_BY": ("createdBy", lambda task, tz, now: str(task.created_by)),
+    "CREATED_DATE": ("createdDate", lambda task, tz, now: iso(task.created_date, tz)),
+    "RESPONSIBLE_ID": ("responsibleId", lambda task, tz, now: str(task.responsible_id)),
+    "CHANGED_BY": ("changedBy", lambda task, tz, now: str(task.changed_by)),
+    "CHANGED_DATE": ("changedDate", lambda task, tz, now: iso(task.changed_date, tz)),
+    "STATUS_CHANGED_BY": ("statusChangedBy", lambda task, tz, now: str(task.changed_by)),
+    "STATUS_CHANGED_DATE": ("statusChangedDate", lambda task, tz, now: iso(task.changed_date, tz)),
+    "CLOSED_BY": ("closedBy", lambda task, tz, now: str(task.responsible_id) if task.closed_date else None),
+    "CLOSED_DATE": ("closedDate", lambda task, tz, now: iso(task.closed_date, tz)),
+    "ACTIVITY_DATE": ("activityDate", lambda task, tz, now: iso(task.changed_date, tz)),
+    "DATE_START": (
+        "dateStart",
+        lambda task, tz, now: iso(task.created_date, tz) if task.status >= 3 else None,
+    ),
+    "DEADLINE": ("deadline", lambda task, tz, now: iso(task.deadline, tz)),
+    "START_DATE_PLAN": ("startDatePlan", lambda task, tz, now: iso(task.start_date_plan, tz)),
+    "END_DATE_PLAN": ("endDatePlan", lambda task, tz, now: iso(task.end_date_plan, tz)),
+    "GUID": (
+        "guid",
+        lambda task, tz, now: "{" + str(uuid.uuid5(uuid.NAMESPACE_OID, f"task-{task.id}")).upper() + "}",
+    ),
+    "XML_ID": ("xmlId", lambda task, tz, now: None),
+    "COMMENTS_COUNT": ("commentsCount", lambda task, tz, now: str(task.comments_count)),
+    "SERVICE_COMMENTS_COUNT": ("serviceCommentsCount", lambda task, tz, now: "0"),
+    "NEW_COMMENTS_COUNT": ("newCommentsCount", lambda task, tz, now: 0),
+    "ALLOW_CHANGE_DEADLINE": ("allowChangeDeadline", lambda task, tz, now: "Y"),
+    "ALLOW_TIME_TRACKING": ("allowTimeTracking", lambda task, tz, now: "N"),
+    "TASK_CONTROL": ("taskControl", lambda task, tz, now: "N"),
+    "ADD_IN_REPORT": ("addInReport", lambda task, tz, now: "N"),
+    "FORKED_BY_TEMPLATE_ID": ("forkedByTemplateId", lambda task, tz, now: None),
+    "TIME_ESTIMATE": ("timeEstimate", lambda task, tz, now: str(task.time_estimate)),
+    "TIME_SPENT_IN_LOGS": ("timeSpentInLogs", lambda task, tz, now: None),
+    "MATCH_WORK_TIME": ("matchWorkTime", lambda task, tz, now: "N"),
+    "FORUM_TOPIC_ID": ("forumTopicId", lambda task, tz, now: None),
+    "FORUM_ID": ("forumId", lambda task, tz, now: None),
+    "SITE_ID": ("siteId", lambda task, tz, now: "s1"),
+    "SUBORDINATE": ("subordinate", lambda task, tz, now: "N"),
+    "FAVORITE": ("favorite", lambda task, tz, now: "N"),
+    "EXCHANGE_MODIFIED": ("exchangeModified", lambda task, tz, now: None),
+    "EXCHANGE_ID": ("exchangeId", lambda task, tz, now: None),
+    "OUTLOOK_VERSION": ("outlookVersion", lambda task, tz, now: "1"),
+    "VIEWED_DATE": ("viewedDate", lambda task, tz, now: iso(task.changed_date, tz)),
+    "SORTING": ("sorting", lambda task, tz, now: None),
+    "DURATION_PLAN": ("durationPlan", lambda task, tz, now: None),
+    "DURATION_FACT": ("durationFact", lambda task, tz, now: None),
+    "DURATION_TYPE": ("durationType", lambda task, tz, now: "days"),
+    "IS_MUTED": ("isMuted", lambda task, tz, now: "N"),
+    "IS_PINNED": ("isPinned", lambda task, tz, now: "N"),
+    "IS_PINNED_IN_GROUP": ("isPinnedInGroup", lambda task, tz, now: "N"),
+    "DESCRIPTION_IN_BBCODE": ("descriptionInBbcode", lambda task, tz, now: "Y"),
+    "STATUS": ("subStatus", lambda task, tz, now: str(sub_status(task, now))),
+    "REAL_STATUS": ("status", lambda task, tz, now: str(task.status)),
+    "ACCOMPLICES": ("accomplices", lambda task, tz, now: [str(u) for u in task.accomplices]),
+    "AUDITORS": ("auditors", lambda task, tz, now: [str(u) for u in task.auditors]),
+    "TAGS": ("tags", lambda task, tz, now: list(task.tags)),
+}
 
 
 def _user_brief(ctx: CallContext, user_id: int) -> dict[str, Any]:
@@ -216,17 +219,14 @@ def _group(ctx: CallContext, group_id: int) -> Any:
 def task_record(
     task: Task, ctx: CallContext, select: list[str] | None, *, full: bool = False
 ) -> dict[str, Any]:
-    fields = _fields(task, ctx)
-    wanted = list(fields) if not select or "*" in select else ["ID", *select]
+    tz = ctx.portal.tz
+    now = ctx.portal.clock.now()
+    wanted = list(TASK_FIELDS) if not select or "*" in select else ["ID", *select]
     out: dict[str, Any] = {}
-    for name in wanted:
-        if name in fields:
-            key, value = fields[name]
-            out[key] = value
-    status_key, status_value = fields["REAL_STATUS"]
-    out.setdefault(status_key, status_value)
-    sub_key, sub_value = fields["STATUS"]
-    out.setdefault(sub_key, sub_value)
+    for name in [*wanted, "REAL_STATUS", "STATUS"]:  # status and subStatus are always present
+        spec = TASK_FIELDS.get(name)
+        if spec is not None and spec[0] not in out:
+            out[spec[0]] = spec[1](task, tz, now)
     out["group"] = _group(ctx, task.group_id)
     chosen = set(wanted)
     if "CREATED_BY" in chosen:
