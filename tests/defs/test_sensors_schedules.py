@@ -1,0 +1,95 @@
+"""The accounts sensor and the fan-out schedules against a real instance and a real Core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from bitrix24_assets.core import CoreStore
+from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.resources import CoreResource
+from bitrix24_assets.defs.schedules import hourly_sync, nightly_full_sync
+from bitrix24_assets.defs.sensors import accounts_sensor
+from tests.defs.conftest import add_account
+
+HOOK = "http://127.0.0.1:9/rest/1/secret-token-1/"
+
+
+def tick(instance: dg.DagsterInstance, core: CoreResource) -> dg.SensorResult | dg.SkipReason:
+    """One sensor evaluation, with its partition requests applied as the daemon would."""
+    with dg.build_sensor_context(instance=instance, resources={"core": core}) as ctx:
+        result = accounts_sensor(ctx)
+    if isinstance(result, dg.SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            if isinstance(request, dg.AddDynamicPartitionsRequest):
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            else:
+                for key in request.partition_keys:
+                    instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result
+
+
+def keys(instance: dg.DagsterInstance) -> set[str]:
+    return set(instance.get_dynamic_partitions(integration_accounts.name))
+
+
+def test_sensor_adds_removes_and_requests_across_ticks(
+    instance: dg.DagsterInstance, core_resource: CoreResource, core_store: CoreStore
+) -> None:
+    a = add_account(core_store, HOOK, "Acme")
+    b = add_account(core_store, HOOK, "Globex")
+
+    first = tick(instance, core_resource)
+    assert isinstance(first, dg.SensorResult)
+    assert keys(instance) == {a, b}
+    assert sorted(r.partition_key for r in first.run_requests) == sorted([a, b])
+    assert {r.job_name for r in first.run_requests} <= {"bitrix24_full_sync_job", None}
+
+    # nothing changed: no requests, no partition changes
+    assert isinstance(tick(instance, core_resource), dg.SkipReason)
+
+    # an account in error keeps its partition; a disabled one loses it
+    core_store.set_account_status(a, "error", "Webhook revoked.")
+    core_store.set_account_status(b, "disabled", None)
+    third = tick(instance, core_resource)
+    assert isinstance(third, dg.SensorResult)
+    assert keys(instance) == {a}
+    assert not third.run_requests
+
+    # re-activation: partition back and a new first sync with a different run key
+    core_store.set_account_status(b, "active", None)
+    fourth = tick(instance, core_resource)
+    assert isinstance(fourth, dg.SensorResult)
+    assert keys(instance) == {a, b}
+    assert [r.partition_key for r in fourth.run_requests] == [b]
+    first_key = next(r.run_key for r in first.run_requests if r.partition_key == b)
+    assert fourth.run_requests[0].run_key != first_key
+
+
+def test_sensor_ignores_other_providers(
+    instance: dg.DagsterInstance, core_resource: CoreResource, core_store: CoreStore
+) -> None:
+    company = core_store.create_company("Initech")
+    core_store.add_account(company, "Slack", {"token": "x"}, provider="slack")
+    assert isinstance(tick(instance, core_resource), dg.SkipReason)
+    assert keys(instance) == set()
+
+
+def test_schedules_emit_one_request_per_account_with_per_tick_run_keys(instance: dg.DagsterInstance) -> None:
+    instance.add_dynamic_partitions(integration_accounts.name, ["acc-1", "acc-2"])
+    t1, t2 = datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)
+    first = hourly_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
+    second = hourly_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t2))
+    assert isinstance(first, list) and isinstance(second, list)
+    assert sorted(r.partition_key for r in first) == ["acc-1", "acc-2"]
+    assert len({r.run_key for r in first + second}) == 4  # unique per account and per tick
+    assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is False for r in first)
+
+    nightly = nightly_full_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
+    assert isinstance(nightly, list) and len(nightly) == 2
+    assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is True for r in nightly)
+
+
+def test_schedules_skip_without_accounts(instance: dg.DagsterInstance) -> None:
+    assert isinstance(hourly_sync(dg.build_schedule_context(instance=instance)), dg.SkipReason)
