@@ -22,8 +22,13 @@ def test_default_order_is_id_desc_and_pages_count(sandbox):
 def test_always_present_keys_and_camel_case(sandbox):
     task = result(post(sandbox, "tasks.task.list", {"select": ["TITLE"], "order": {"ID": "asc"}}))["tasks"][0]
     assert set(task) == {"id", "title", "status", "subStatus", "group"}
-    task = result(post(sandbox, "tasks.task.list", {"select": ["RESPONSIBLE_ID", "CREATED_BY", "DEADLINE",
-                                                               "CHANGED_DATE"], "order": {"ID": "asc"}}))
+    task = result(
+        post(
+            sandbox,
+            "tasks.task.list",
+            {"select": ["RESPONSIBLE_ID", "CREATED_BY", "DEADLINE", "CHANGED_DATE"], "order": {"ID": "asc"}},
+        )
+    )
     first = task["tasks"][0]
     assert first["responsible"]["link"] == f"/company/personal/user/{first['responsibleId']}/"
     assert first["creator"]["id"] == first["createdBy"]
@@ -56,8 +61,9 @@ def test_filters_and_prefixes(sandbox):
 
 
 def test_order_by_other_fields(sandbox):
-    body = result(post(sandbox, "tasks.task.list", {"order": {"CREATED_DATE": "desc"},
-                                                    "select": ["CREATED_DATE"]}))
+    body = result(
+        post(sandbox, "tasks.task.list", {"order": {"CREATED_DATE": "desc"}, "select": ["CREATED_DATE"]})
+    )
     dates = [t["createdDate"] for t in body["tasks"]]
     assert dates == sorted(dates, reverse=True)
 
@@ -70,8 +76,11 @@ def test_invalid_sort_key_is_an_error(sandbox):
 def test_keyset_enumeration_returns_every_task_once(sandbox):
     seen, last = [], 0
     while True:
-        body = post(sandbox, "tasks.task.list", {"order": {"ID": "asc"}, "filter": {">ID": last},
-                                                 "select": ["ID"], "start": -1}).json()
+        body = post(
+            sandbox,
+            "tasks.task.list",
+            {"order": {"ID": "asc"}, "filter": {">ID": last}, "select": ["ID"], "start": -1},
+        ).json()
         assert "next" not in body and "total" not in body
         page = _ids(body["result"])
         seen += page
@@ -84,7 +93,9 @@ def test_keyset_enumeration_returns_every_task_once(sandbox):
 def test_offset_paging_with_next_covers_everything(sandbox):
     seen, start = [], 0
     while start is not None:
-        body = post(sandbox, "tasks.task.list", {"order": {"ID": "asc"}, "select": ["ID"], "start": start}).json()
+        body = post(
+            sandbox, "tasks.task.list", {"order": {"ID": "asc"}, "select": ["ID"], "start": start}
+        ).json()
         seen += _ids(body["result"])
         start = body.get("next")
     assert seen == sandbox.state.tasks.ids
@@ -93,14 +104,19 @@ def test_offset_paging_with_next_covers_everything(sandbox):
 def test_task_get(sandbox):
     task = result(post(sandbox, "tasks.task.get", {"taskId": 1}))["task"]
     assert task["id"] == "1" and "action" in task and task["favorite"] == "N"
-    assert set(result(post(sandbox, "tasks.task.get", {"taskId": 1, "select": ["TITLE"]}))["task"]) >= {"title"}
+    assert set(result(post(sandbox, "tasks.task.get", {"taskId": 1, "select": ["TITLE"]}))["task"]) >= {
+        "title"
+    }
     assert result(post(sandbox, "tasks.task.get", {"taskId": 10**6})) == []
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({}, (400, "100", "Could not find value for parameter {taskId} (internal error)")),
-    ({"taskId": "abc"}, (400, "0", "wrong task id")),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, (400, "100", "Could not find value for parameter {taskId} (internal error)")),
+        ({"taskId": "abc"}, (400, "0", "wrong task id")),
+    ],
+)
 def test_task_get_errors(sandbox, params, expected):
     assert error(post(sandbox, "tasks.task.get", params)) == expected
 
@@ -112,13 +128,28 @@ def test_missing_task_error_variant(sandbox_factory):
 
 def test_task_writes_change_data_and_bump_change_dates(sandbox_factory):
     portal = sandbox_factory(users=10, tasks=20, events=0)
-    created = result(post(portal, "tasks.task.add", {"fields": {"TITLE": "Новая задача", "RESPONSIBLE_ID": 3,
-                                                                "DEADLINE": "2030-01-02T10:00:00+03:00"}}))
+    created = result(
+        post(
+            portal,
+            "tasks.task.add",
+            {
+                "fields": {
+                    "TITLE": "Новая задача",
+                    "RESPONSIBLE_ID": 3,
+                    "DEADLINE": "2030-01-02T10:00:00+03:00",
+                }
+            },
+        )
+    )
     task = created["task"]
     assert task["title"] == "Новая задача" and task["status"] == "2" and task["createdBy"] == "1"
-    assert task["deadline"] == "2030-01-02T10:00:00+03:00" and int(task["id"]) > max(portal.state.tasks.ids[:-1])
+    assert task["deadline"] == "2030-01-02T10:00:00+03:00" and int(task["id"]) > max(
+        portal.state.tasks.ids[:-1]
+    )
     old = portal.state.tasks.get(5).changed_date
-    updated = result(post(portal, "tasks.task.update", {"taskId": 5, "fields": {"STATUS": 5, "TITLE": "Done"}}))
+    updated = result(
+        post(portal, "tasks.task.update", {"taskId": 5, "fields": {"STATUS": 5, "TITLE": "Done"}})
+    )
     assert updated["task"]["status"] == "5" and updated["task"]["closedDate"]
     assert portal.state.tasks.get(5).changed_date > old
     assert result(post(portal, "tasks.task.delete", {"taskId": 5})) == {"task": True}
@@ -126,16 +157,22 @@ def test_task_writes_change_data_and_bump_change_dates(sandbox_factory):
     assert post(portal, "tasks.task.list", {"select": ["ID"]}).json()["total"] == 20
 
 
-@pytest.mark.parametrize(("fields", "description"), [
-    ({"RESPONSIBLE_ID": 1}, "Task title is not specified<br>"),
-    ({"TITLE": "x"}, "Responsible person not specified"),
-    ({"TITLE": "x", "RESPONSIBLE_ID": 9999}, 'User specified in the "Responsible" field not found'),
-    ({"TITLE": "x", "RESPONSIBLE_ID": 1, "STATUS": 42}, "Incorrect status"),
-])
+@pytest.mark.parametrize(
+    ("fields", "description"),
+    [
+        ({"RESPONSIBLE_ID": 1}, "Task title is not specified<br>"),
+        ({"TITLE": "x"}, "Responsible person not specified"),
+        ({"TITLE": "x", "RESPONSIBLE_ID": 9999}, 'User specified in the "Responsible" field not found'),
+        ({"TITLE": "x", "RESPONSIBLE_ID": 1, "STATUS": 42}, "Incorrect status"),
+    ],
+)
 def test_task_add_validation(sandbox, fields, description):
     assert error(post(sandbox, "tasks.task.add", {"fields": fields})) == (400, "ERROR_CORE", description)
 
 
 def test_task_add_without_fields(sandbox):
     assert error(post(sandbox, "tasks.task.add", {})) == (
-        400, "100", "Could not find value for parameter {fields} (internal error)")
+        400,
+        "100",
+        "Could not find value for parameter {fields} (internal error)",
+    )

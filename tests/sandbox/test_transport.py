@@ -34,8 +34,9 @@ def test_get_query_with_php_brackets(sandbox):
 
 
 def test_form_post_with_nested_brackets(sandbox):
-    rows = result(form(sandbox, "tasks.task.list", {"filter": {"<=ID": 3}, "order": {"ID": "asc"},
-                                                    "select": ["ID"]}))
+    rows = result(
+        form(sandbox, "tasks.task.list", {"filter": {"<=ID": 3}, "order": {"ID": "asc"}, "select": ["ID"]})
+    )
     assert [t["id"] for t in rows["tasks"]] == ["1", "2", "3"]
 
 
@@ -46,19 +47,23 @@ def test_body_params_override_query_params(sandbox):
 
 
 def test_garbage_json_is_treated_as_empty_params(sandbox):
-    response = httpx.post(sandbox.webhook_url + "user.get", content=b"{not json",
-                          headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        sandbox.webhook_url + "user.get", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert len(result(response)) == 50  # no filter: a normal first page, no error
 
 
 def test_non_json_media_type_body_is_parse_str(sandbox):
-    response = httpx.post(sandbox.webhook_url + "user.get", content=b"FILTER[ID]=4",
-                          headers={"Content-Type": "text/plain"})
+    response = httpx.post(
+        sandbox.webhook_url + "user.get", content=b"FILTER[ID]=4", headers={"Content-Type": "text/plain"}
+    )
     assert [u["ID"] for u in result(response)] == ["4"]
 
 
 def test_unknown_params_are_ignored(sandbox):
-    assert len(result(post(sandbox, "user.get", {"NO_SUCH_PARAM": 1, "filter": {"NO_SUCH_FIELD": "x"}}))) == 50
+    assert (
+        len(result(post(sandbox, "user.get", {"NO_SUCH_PARAM": 1, "filter": {"NO_SUCH_FIELD": "x"}}))) == 50
+    )
 
 
 def test_php_json_quirks_string_ids_and_empty_maps(sandbox):
@@ -93,7 +98,10 @@ def test_invalid_credentials_variant_is_configurable(sandbox_factory):
 def test_missing_scope_is_403_and_scopes_are_per_webhook(sandbox):
     hook = sandbox.admin.create_webhook(["task"])
     assert error(post(hook["webhook_url"], "user.get")) == (
-        403, "insufficient_scope", "The request requires higher privileges than provided by the webhook token")
+        403,
+        "insufficient_scope",
+        "The request requires higher privileges than provided by the webhook token",
+    )
     assert result(post(hook["webhook_url"], "tasks.task.list", {"select": ["ID"]}))["tasks"]
     assert result(post(hook["webhook_url"], "scope")) == ["task"]
     assert set(result(post(sandbox, "scope"))) >= {"user", "task", "calendar", "im", "department"}
@@ -111,5 +119,5 @@ def test_errors_never_leak_stack_traces(sandbox):
         httpx.post(sandbox.webhook_url + "tasks.task.get", json={"taskId": {"a": 1}}),
         httpx.post(sandbox.webhook_url + "batch", content=b"\xff\xfe garbage"),
     ):
-        assert "Traceback" not in response.text and "File \"" not in response.text
+        assert "Traceback" not in response.text and 'File "' not in response.text
         assert response.headers["content-type"].startswith("application/json")

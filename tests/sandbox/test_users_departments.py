@@ -23,7 +23,9 @@ def test_start_is_an_exact_orm_offset(sandbox):
 
 
 def test_start_minus_one_has_no_count_and_no_next(sandbox):
-    body = post(sandbox, "user.get", {"FILTER": {">ID": 40}, "SORT": "ID", "ORDER": "ASC", "start": -1}).json()
+    body = post(
+        sandbox, "user.get", {"FILTER": {">ID": 40}, "SORT": "ID", "ORDER": "ASC", "start": -1}
+    ).json()
     assert _ids(body["result"]) == list(range(41, 61)) and "next" not in body and "total" not in body
 
 
@@ -39,8 +41,19 @@ def test_empty_result_has_no_total(sandbox):
     assert body["result"] == [] and "total" not in body and "next" not in body
 
 
-@pytest.mark.parametrize(("value", "active"), [(True, True), ("Y", True), (1, True), ("false", True),
-                                               ("N", False), (0, False), (False, False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "active"),
+    [
+        (True, True),
+        ("Y", True),
+        (1, True),
+        ("false", True),
+        ("N", False),
+        (0, False),
+        (False, False),
+        ("", False),
+    ],
+)
 def test_active_filter_uses_php_truthiness(sandbox, value, active):
     rows = result(post(sandbox, "user.get", {"FILTER": {"ACTIVE": value}}))
     assert rows and all(r["ACTIVE"] is active for r in rows)
