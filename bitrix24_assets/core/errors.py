@@ -134,6 +134,12 @@ def _psycopg_error(exc: psycopg.Error, target: str) -> CoreError:
     if mapped is not None:
         return mapped
     if isinstance(exc, psycopg.OperationalError):
+        # errors while connecting carry no SQLSTATE in psycopg: read libpq's message instead
+        if "database" in detail and "does not exist" in detail:
+            return CoreConfigurationError(
+                f"Core at {target} has no such database ({detail})",
+                hint="check the database name in CORE_DATABASE_URL",
+            )
         if "password" in detail.lower() or "authentication" in detail.lower():
             return CoreConfigurationError(
                 f"Core at {target} rejected the login ({detail})",

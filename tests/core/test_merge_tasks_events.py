@@ -1,0 +1,144 @@
+"""Task and calendar-event merges: people resolved per account, only changes written, deletions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bitrix24_assets.core import CalendarEventRow, EmployeeRow, MergeCounts, PostgresStore, TaskRow
+
+from .conftest import Portal, add_portal
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def task(bitrix_id: str, **kw: object) -> TaskRow:
+    base: dict[str, object] = {
+        "title": f"Task {bitrix_id}",
+        "status": "in_progress",
+        "status_code": 3,
+        "priority": "high",
+        "deadline": T0,
+        "responsible_bitrix_id": "1",
+        "created_by_bitrix_id": "2",
+        "metadata": {"tags": ["x"]},
+    }
+    base.update(kw)
+    return TaskRow(bitrix_id=bitrix_id, **base)  # type: ignore[arg-type]
+
+
+def event(bitrix_id: str, start: datetime = T0, **kw: object) -> CalendarEventRow:
+    base: dict[str, object] = {
+        "name": f"Meeting {bitrix_id}",
+        "calendar_type": "user",
+        "owner_bitrix_id": "1",
+        "starts_at": start,
+        "ends_at": start + timedelta(hours=1),
+    }
+    base.update(kw)
+    return CalendarEventRow(bitrix_id=bitrix_id, **base)  # type: ignore[arg-type]
+
+
+def xmins(db: psycopg.Connection, table: str) -> dict[str, str]:
+    return dict(db.execute(f"select bitrix_id, xmin::text from core.{table}").fetchall())
+
+
+def test_tasks_resolve_people_of_the_same_account(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    other = core_store.add_account(portal.company_id, "b.bitrix24.ru", {"webhook_url": "https://b/rest/1/x/"})
+    core_store.merge_employees(portal.id, [EmployeeRow(bitrix_id="1"), EmployeeRow(bitrix_id="2")], full=True)
+    core_store.merge_employees(other.id, [EmployeeRow(bitrix_id="1", email="other@b.io")], full=True)
+    core_store.merge_tasks(portal.id, [task("10")], full=False)
+    resolved = db.execute(
+        "select e1.metadata->>'integration_account_id', e2.metadata->>'bitrix_id'"
+        " from core.tasks t"
+        " join core.employees e1 on e1.id = t.responsible_id"
+        " join core.employees e2 on e2.id = t.created_by_id"
+    ).fetchone()
+    assert resolved == (portal.id, "2")
+    assert core_store.unresolved_task_people(portal.id) == 0
+
+
+def test_unknown_people_are_counted_and_resolved_by_a_later_merge(
+    core_store: PostgresStore, portal: Portal
+) -> None:
+    core_store.merge_tasks(portal.id, [task("10")], full=False)
+    assert core_store.unresolved_task_people(portal.id) == 1
+    core_store.merge_employees(portal.id, [EmployeeRow(bitrix_id="1"), EmployeeRow(bitrix_id="2")], full=True)
+    assert core_store.merge_tasks(portal.id, [task("10")], full=False) == MergeCounts(updated=1)
+    assert core_store.unresolved_task_people(portal.id) == 0
+
+
+def test_rerun_writes_nothing_and_one_change_writes_one_row(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    rows = [task(str(i)) for i in range(100)]
+    assert core_store.merge_tasks(portal.id, rows, full=True) == MergeCounts(inserted=100)
+    before = xmins(db, "tasks")
+    assert core_store.merge_tasks(portal.id, rows, full=True) == MergeCounts(unchanged=100)
+    assert xmins(db, "tasks") == before
+    rows[7] = task("7", status="completed", status_code=5)
+    assert core_store.merge_tasks(portal.id, rows, full=True) == MergeCounts(updated=1, unchanged=99)
+    after = xmins(db, "tasks")
+    assert {k for k in after if after[k] != before[k]} == {"7"}
+
+
+def test_full_task_merge_marks_missing_deleted_and_revives_returning(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    core_store.merge_tasks(portal.id, [task("1"), task("2")], full=True)
+    assert core_store.merge_tasks(portal.id, [task("1")], full=True) == MergeCounts(unchanged=1, removed=1)
+    assert db.execute("select is_deleted from core.tasks where bitrix_id = '2'").fetchone()[0] is True
+    assert core_store.merge_tasks(portal.id, [task("2")], full=False) == MergeCounts(updated=1)
+    assert core_store.mark_deleted(portal.id, "tasks", ["1", "404"]) == 1
+    assert core_store.mark_deleted(portal.id, "tasks", ["1"]) == 0
+
+
+def test_duplicate_tasks_in_a_batch_last_wins(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    assert (
+        core_store.merge_tasks(
+            portal.id, [task("1", title="old"), task("1", title="new")], full=False
+        ).inserted
+        == 1
+    )
+    assert db.execute("select title from core.tasks").fetchone()[0] == "new"
+    assert core_store.duplicate_bitrix_ids(portal.id, "tasks") == 0
+
+
+def test_same_bitrix_ids_in_two_companies_stay_apart(
+    core_store: PostgresStore, db: psycopg.Connection
+) -> None:
+    acme = add_portal(core_store, "Acme", "a.bitrix24.ru")
+    other = add_portal(core_store, "Other", "o.bitrix24.ru")
+    core_store.merge_tasks(acme.id, [task("1", title="acme")], full=True)
+    core_store.merge_tasks(other.id, [task("1", title="other")], full=True)
+    core_store.merge_tasks(other.id, [], full=True)
+    rows = dict(db.execute("select title, (company_id::text, is_deleted) from core.tasks").fetchall())
+    assert rows["acme"] == (acme.company_id, "f")
+    assert rows["other"] == (other.company_id, "t")
+
+
+def test_events_merge_and_windowed_full_sync_only_removes_inside_the_window(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    rows = [event("1", T0), event("2", T0 + timedelta(days=40)), event("3", T0 + timedelta(days=1))]
+    assert core_store.merge_events(portal.id, rows, full=True) == MergeCounts(inserted=3)
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=7))
+    # a read of the first week that no longer returns event 3; event 2 lies outside the window
+    counts = core_store.merge_events(portal.id, [event("1", T0)], full=True, window=window)
+    assert counts == MergeCounts(unchanged=1, removed=1)
+    deleted = dict(db.execute("select bitrix_id, is_deleted from core.calendar_events").fetchall())
+    assert deleted == {"1": False, "2": False, "3": True}
+    assert core_store.merge_events(portal.id, [event("1", T0, is_deleted=True)], full=False).updated == 1
+
+
+def test_event_text_with_sql_characters_and_emoji(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    name = "Stand-up 'daily'; -- 🗓️ \\N NULL"
+    core_store.merge_events(portal.id, [event("1", name=name, location='Room "B"\t2')], full=False)
+    assert db.execute("select name, location from core.calendar_events").fetchone() == (name, 'Room "B"\t2')
