@@ -120,7 +120,9 @@ def _read(
                     else f"changes since {since.isoformat()}"
                 )
             )
-            records = _collect(context, spec, getattr(client, plan.method)(**plan.kwargs), client)
+            reader = getattr(client, plan.method)
+            records = list(reader(**plan.kwargs, progress=_progress_logger(context, spec, client)))
+            context.log.info(f"{spec.bitrix_method}: {len(records):,} records read")
             stats = stats_metadata(getattr(client, "stats", None))
     except Exception as exc:
         fail_sync(context, store, account, sync_id, exc, f"reading {spec.bitrix_method}")
@@ -148,23 +150,22 @@ def _read(
     )
 
 
-def _collect(
-    context: dg.AssetExecutionContext, spec: EntitySpec, records: Any, client: Any
-) -> list[dict[str, Any]]:
-    """Drain the client's iterator, logging progress (records, requests, rate-limit waits)."""
-    out: list[dict[str, Any]] = []
-    last = time.monotonic()
-    for record in records:
-        out.append(record)
-        if time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
-            last = time.monotonic()
-            stats = stats_metadata(getattr(client, "stats", None))
-            context.log.info(
-                f"{spec.bitrix_method}: {len(out):,} records read so far"
-                + "".join(f", {k.replace('_', ' ')} {v}" for k, v in stats.items())
-            )
-    context.log.info(f"{spec.bitrix_method}: {len(out):,} records read")
-    return out
+def _progress_logger(context: dg.AssetExecutionContext, spec: EntitySpec, client: Any) -> Any:
+    """A client progress callback logging records, requests and rate-limit waits every few seconds."""
+    last = [time.monotonic()]
+
+    def log(progress: Any) -> None:
+        if time.monotonic() - last[0] < PROGRESS_EVERY_SECONDS:
+            return
+        last[0] = time.monotonic()
+        stats = stats_metadata(getattr(client, "stats", None))
+        total = getattr(progress, "estimated_total", None)
+        context.log.info(
+            f"{spec.bitrix_method}: {progress.records:,}{f' of ~{total:,}' if total else ''} records, "
+            f"{progress.pages:,} pages" + "".join(f", {k.replace('_', ' ')} {v}" for k, v in stats.items())
+        )
+
+    return log
 
 
 def _raw_asset(spec: EntitySpec) -> dg.AssetsDefinition:
@@ -237,7 +238,8 @@ def _mapped_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         ],
         metadata={"dagster/column_schema": column_schema(ROW_MODELS[spec.entity])},
     )
-    def mapped(context: dg.AssetExecutionContext, core: CoreResource, raw: RawBatch) -> dg.MaterializeResult:
+    def mapped(context: dg.AssetExecutionContext, core: CoreResource, raw: RawBatch):  # type: ignore[no-untyped-def]
+        # No return annotation: with check specs Dagster would read it as the type of every output.
         result = map_records(raw.records, spec.mapper)
         rejected = dict(result.rejected.most_common())
         check = mostly_valid(rejected, result.records_read)

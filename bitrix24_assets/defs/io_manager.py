@@ -58,7 +58,7 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
         self._sweep()
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context.upstream_output) if context.upstream_output else self._path(context)
+        path = self._path(context)
         if not path.exists():
             raise dg.Failure(
                 description=(

@@ -93,16 +93,16 @@ def preview(entity: str, rows: Sequence[BaseModel]) -> dg.MetadataValue:
 
 
 def stats_metadata(stats: Any) -> dict[str, Any]:
-    """Client statistics (requests, rate-limit waits) as metadata, whatever their exact shape."""
-    if stats is None:
+    """Client statistics (requests, retries, rate-limit answers and waits) as metadata; no secrets."""
+    as_dict = getattr(stats, "as_dict", None)
+    if not callable(as_dict):
         return {}
-    out: dict[str, Any] = {}
-    for name, key in (
-        ("requests", "bitrix24_requests"),
-        ("wait_seconds", "rate_limit_wait_seconds"),
-        ("waits", "rate_limit_waits"),
-    ):
-        value = getattr(stats, name, None)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = round(float(value), 3) if isinstance(value, float) else value
-    return out
+    raw = as_dict()
+    keys = {
+        "requests": "bitrix24_requests",
+        "retries": "bitrix24_retries",
+        "rate_limited": "rate_limited_answers",
+        "bucket_wait_s": "rate_limit_wait_seconds",
+        "budget_wait_s": "operating_budget_wait_seconds",
+    }
+    return {out: raw[key] for key, out in keys.items() if isinstance(raw.get(key), int | float)}

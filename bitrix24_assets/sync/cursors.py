@@ -3,7 +3,9 @@
 The stored cursor is the largest source timestamp seen, never ``now()``: a clock skew between us
 and the portal can then only cause re-reads, not misses. The next read starts ``overlap`` before
 it, because Bitrix24 compares ``>=CHANGED_DATE`` with one-second precision and a task saved in
-the same second as the last one read would otherwise be skipped.
+the same second as the last one read would otherwise be skipped. The Bitrix24 client already
+applies its own overlap to ``changed_since``, so ``CursorSpec.overlap`` defaults to zero here and
+only adds to it when an entity needs more.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ class CursorSpec:
         row_field: attribute of the mapped row holding the source change time.
         filter_key: the Bitrix24 filter the client applies (documentation; the client builds it).
         cursor_key: key of the value in the stored cursor dict.
-        overlap: how far before the stored cursor the next read starts.
+        overlap: extra margin before the stored cursor (on top of the client's own overlap).
     """
 
     row_field: str
     filter_key: str
     cursor_key: str = "changed_since"
-    overlap: timedelta = timedelta(minutes=1)
+    overlap: timedelta = timedelta(0)
 
 
 def next_cursor(

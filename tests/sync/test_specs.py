@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bitrix24_assets.sync import ENTITIES, event_window, next_cursor, read_since
 
@@ -34,7 +34,7 @@ def test_cursor_is_largest_source_time_never_now() -> None:
         "changed_since": t2.isoformat()
     }
     assert next_cursor(spec, [], None) is None
-    assert read_since(spec, {"changed_since": t2.isoformat()}) == t2 - timedelta(minutes=1)
+    assert read_since(spec, {"changed_since": t2.isoformat()}) == t2  # the client adds its overlap
     assert read_since(spec, {"changed_since": "garbage"}) is None
 
 
@@ -43,7 +43,7 @@ def test_plans_incremental_full_and_windowed_reads() -> None:
     cursor = {"changed_since": "2025-02-01T00:00:00+00:00"}
     incremental = tasks.plan(full=False, cursor=cursor, window=None)
     assert incremental.full is False
-    assert incremental.kwargs["changed_since"] == datetime(2025, 1, 31, 23, 59, tzinfo=UTC)
+    assert incremental.kwargs["changed_since"] == datetime(2025, 2, 1, tzinfo=UTC)
     assert "changed_since" not in tasks.plan(full=True, cursor=cursor, window=None).kwargs
     assert tasks.plan(full=False, cursor=None, window=None).full is True  # no cursor yet: full read
     assert users.plan(full=False, cursor=None, window=None).full is True  # users are always read fully
