@@ -72,15 +72,13 @@ class EventSender:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - writes always happen on the loop
             return
-        task = loop.create_task(self._send(body))
+        task = loop.create_task(self._send(self.handler_url or "", body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, body: str) -> None:
+    async def _send(self, url: str, body: str) -> None:
+        """POST once to the handler configured when the change happened; count, never retry."""
         counters = self.portal.counters
-        url = self.handler_url
-        if url is None:
-            return
         await self.portal.clock.sleep(self.portal.config.event_delay)
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=10.0)
