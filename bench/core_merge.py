@@ -1,0 +1,160 @@
+"""Benchmark the Core merges: 10,000 employees + 100,000 tasks, three rounds, both SQL paths.
+
+Rounds: first load, the same rows again (must write 0 rows), then 1% of the rows changed (must
+write exactly those). Measured on a fresh embedded Postgres with default (durable) settings, from
+the pydantic rows to the committed transaction, i.e. what an asset pays.
+
+* postgres: PostgresStore (binary COPY into a temp table + core.merge_*_staged)
+* supabase-sql: the RPC functions core.merge_*(p_rows jsonb) the Supabase backend calls, fed with
+  the same JSON chunks SupabaseStore sends (5,000 rows per call), executed over psycopg, so the
+  figure is the database side of the Supabase path without PostgREST/network overhead.
+
+Run: ``python -m bench.core_merge``
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from bitrix24_assets.core import EmployeeRow, MergeCounts, PostgresStore, TaskRow
+from bitrix24_assets.core.embedded import EmbeddedPostgres
+from bitrix24_assets.core.staging import json_rows
+
+EMPLOYEES = 10_000
+TASKS = 100_000
+CHUNK = 5_000
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def employees(n: int) -> list[EmployeeRow]:
+    return [
+        EmployeeRow(
+            bitrix_id=str(i),
+            email=f"user{i}@acme.io",
+            full_name=f"User Number {i}",
+            first_name="User",
+            last_name=f"Number {i}",
+            position="Engineer",
+            phone="+7 900 000 00 00",
+            departments=[1, i % 50],
+            metadata={"bitrix_time_zone": "Europe/Moscow"},
+        )
+        for i in range(n)
+    ]
+
+
+def tasks(n: int, people: int) -> list[TaskRow]:
+    return [
+        TaskRow(
+            bitrix_id=str(i),
+            title=f"Task {i}: prepare the quarterly report",
+            description="Details " * 8,
+            status="in_progress",
+            status_code=3,
+            priority="medium",
+            deadline=T0 + timedelta(days=i % 90),
+            created_at_source=T0,
+            changed_at_source=T0 + timedelta(minutes=i),
+            responsible_bitrix_id=str(i % people),
+            created_by_bitrix_id=str((i * 7) % people),
+            group_id=str(i % 20),
+            metadata={"tags": ["q1"], "mark": None},
+        )
+        for i in range(n)
+    ]
+
+
+def change_one_percent(
+    emps: list[EmployeeRow], tks: list[TaskRow]
+) -> tuple[list[EmployeeRow], list[TaskRow]]:
+    emps = [e.model_copy(update={"position": "Lead"}) if i % 100 == 0 else e for i, e in enumerate(emps)]
+    tks = [
+        t.model_copy(update={"status": "completed", "status_code": 5}) if i % 100 == 0 else t
+        for i, t in enumerate(tks)
+    ]
+    return emps, tks
+
+
+def timed(fn: Callable[[], MergeCounts]) -> tuple[float, MergeCounts]:
+    start = time.perf_counter()
+    counts = fn()
+    return time.perf_counter() - start, counts
+
+
+def rpc_merge(
+    dsn: str, function: str, account: str, rows: Sequence[EmployeeRow] | Sequence[TaskRow]
+) -> MergeCounts:
+    """What SupabaseStore does per chunk, minus HTTP: JSON body -> core.merge_*(jsonb)."""
+    total = MergeCounts()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for start in range(0, len(rows), CHUNK):
+            body = orjson.dumps(json_rows(rows[start : start + CHUNK], start)).decode()
+            r = conn.execute(
+                f"select * from core.{function}(%s::uuid, %s::jsonb, false)", (account, body)
+            ).fetchone()
+            total = total + MergeCounts(inserted=r[0], updated=r[1], unchanged=r[2], removed=r[3])
+    return total
+
+
+def main() -> None:
+    emps, tks = employees(EMPLOYEES), tasks(TASKS, EMPLOYEES)
+    emps_1pct, tks_1pct = change_one_percent(emps, tks)
+    rounds = [("first load", emps, tks), ("unchanged rerun", emps, tks), ("1% changed", emps_1pct, tks_1pct)]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg")
+        with server.running("bench") as dsn, PostgresStore(dsn) as store:
+            store.migrate()
+            company = store.create_company("Bench")
+            pg_account = store.add_account(company, "postgres path", {"webhook_url": "http://x/rest/1/t/"}).id
+            rpc_account = store.add_account(
+                company, "supabase sql path", {"webhook_url": "http://x/rest/1/t/"}
+            ).id
+            print(
+                f"Core merge benchmark: {EMPLOYEES:,} employees + {TASKS:,} tasks, embedded Postgres 18, "
+                "default settings\n"
+            )
+            print(
+                f"{'path':<13} {'round':<16} {'entity':<10} {'rows':>8} {'seconds':>8} {'rows/s':>10} "
+                f"{'written':>8}  counts"
+            )
+            for path, merge in (
+                (
+                    "postgres",
+                    lambda kind, rows: (store.merge_employees if kind == "employees" else store.merge_tasks)(
+                        pg_account, rows, full=True
+                    ),
+                ),
+                (
+                    "supabase-sql",
+                    lambda kind, rows: rpc_merge(
+                        dsn, "merge_employees" if kind == "employees" else "merge_tasks", rpc_account, rows
+                    ),
+                ),
+            ):
+                for label, e_rows, t_rows in rounds:
+                    total_s, total_rows, total_written = 0.0, 0, 0
+                    for kind, rows in (("employees", e_rows), ("tasks", t_rows)):
+                        seconds, counts = timed(lambda m=merge, k=kind, r=rows: m(k, r))
+                        total_s += seconds
+                        total_rows += len(rows)
+                        total_written += counts.written
+                        print(
+                            f"{path:<13} {label:<16} {kind:<10} {len(rows):>8,} {seconds:>8.3f} "
+                            f"{len(rows) / seconds:>10,.0f} {counts.written:>8,}  {counts.model_dump()}"
+                        )
+                    print(
+                        f"{path:<13} {label:<16} {'both':<10} {total_rows:>8,} {total_s:>8.3f} "
+                        f"{total_rows / total_s:>10,.0f} {total_written:>8,}"
+                    )
+                print()
+
+
+if __name__ == "__main__":
+    main()
