@@ -96,6 +96,7 @@ def split_path(path: str) -> tuple[str | None, str | None, str]:
 def build_app(portal: Portal) -> Starlette:
     async def rest(request: Request) -> Response:
         portal.counters.requests += 1
+        arrived = portal.clock.now()
         user_id, token, method = split_path(request.path_params.get("path", ""))
         try:
             params = await read_params(request)
@@ -118,7 +119,7 @@ def build_app(portal: Portal) -> Starlette:
                 if user_id is not None
                 else portal.authenticate_oauth(auth_token)
             )
-            outcome = await portal.call(ctx, method, params)
+            outcome = await portal.call(ctx, method, params, start=arrived)
         except RestError as exc:
             if exc.code in (
                 "NO_AUTH_FOUND",

@@ -245,11 +245,13 @@ class Portal:
         used, reset_at = self.budget.used(ctx.auth_key, method)
         return round(used, 4), reset_at
 
-    async def call(self, ctx: CallContext, method: str, params: dict[str, Any]) -> CallOutcome:
+    async def call(
+        self, ctx: CallContext, method: str, params: dict[str, Any], *, start: float | None = None
+    ) -> CallOutcome:
         """One top-level REST call (not batch): budget, worker slot, handler, modelled cost, billing."""
         from .batch import run_batch
 
-        start = self.clock.now()
+        start = self.clock.now() if start is None else start
         spec = self.resolve(ctx, method)
         if spec.name == "batch":
             return await run_batch(self, ctx, params, start)
