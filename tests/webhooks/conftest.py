@@ -1,15 +1,23 @@
-"""Fixtures for the receiver: two accounts in a real (embedded Postgres) Core and a TestClient."""
+"""Fixtures: accounts in a real (embedded Postgres) Core, the receiver, and the code location on a
+real temp Dagster instance wired to that Core."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
+import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
 from bitrix24_assets.core import CoreStore
+from bitrix24_assets.defs.assets import ALL_ASSETS
+from bitrix24_assets.defs.inbox import bitrix24_events_inbox_sensor
+from bitrix24_assets.defs.io_manager import JsonLinesIOManager
+from bitrix24_assets.defs.jobs import JOBS
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
 from bitrix24_assets.webhooks import ReceiverSettings, create_app
 
 TOKEN_A = "tokA-jvh9y1ulvt2m6k5or90v9mg8nn32"
@@ -54,6 +62,33 @@ def receiver_settings() -> ReceiverSettings:
 def client(core_store: CoreStore, receiver_settings: ReceiverSettings) -> Iterator[TestClient]:
     with TestClient(create_app(core_store, settings=receiver_settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def core(core_dsn: str) -> CoreResource:
+    return CoreResource(database_url=core_dsn)
+
+
+@pytest.fixture
+def code_location(core: CoreResource, tmp_path: Path) -> dg.Definitions:
+    """The real assets, jobs and inbox sensor with resources pointing at the test Core."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=JOBS,
+        sensors=[bitrix24_events_inbox_sensor],
+        resources={
+            "core": core,
+            "bitrix24": Bitrix24Resource(time_scale=0.001),
+            "io_manager": JsonLinesIOManager(base_dir=str(tmp_path / "storage")),
+        },
+        executor=dg.in_process_executor,
+    )
 
 
 def event_body(
