@@ -110,19 +110,21 @@ def _read(
                 )
             plan = spec.plan(full=full, cursor=cursor, window=window)
             since = plan.kwargs.get("changed_since")
-            context.log.info(
-                f"Reading {spec.bitrix_method} for account {account.id} ({account.portal}): "
-                + (
-                    "full read"
-                    if plan.full and not spec.windowed
-                    else f"window {window.date_from:%Y-%m-%d}..{window.date_to:%Y-%m-%d}"
-                    if window
-                    else f"changes since {since.isoformat()}"
-                )
+            what = (
+                f"window {window.date_from:%Y-%m-%d}..{window.date_to:%Y-%m-%d}"
+                if window
+                else "full read"
+                if plan.full
+                else f"changes since {since.isoformat()}"
             )
             reader = getattr(client, plan.method)
+            started = time.monotonic()
             records = list(reader(**plan.kwargs, progress=_progress_logger(context, spec, client)))
-            context.log.info(f"{spec.bitrix_method}: {len(records):,} records read")
+            read_seconds = time.monotonic() - started
+            context.log.info(
+                f"{spec.bitrix_method} for account {account.id} ({account.portal}), {what}: "
+                f"{len(records):,} records in {read_seconds:.1f} s"
+            )
             stats = stats_metadata(getattr(client, "stats", None))
     except Exception as exc:
         fail_sync(context, store, account, sync_id, exc, f"reading {spec.bitrix_method}")
@@ -144,6 +146,7 @@ def _read(
             "changed_since": since.isoformat() if since else "",
             "window": f"{window.date_from:%Y-%m-%d}..{window.date_to:%Y-%m-%d}" if window else "",
             "bitrix_method": spec.bitrix_method,
+            "read_seconds": round(read_seconds, 3),
             "portal": account.portal,
             **stats,
         },
