@@ -66,7 +66,8 @@ def client(core_store: CoreStore, receiver_settings: ReceiverSettings) -> Iterat
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    """A real in-memory instance: dynamic partitions, runs and run keys behave as in the daemon's."""
+    with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 
