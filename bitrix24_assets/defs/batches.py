@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from bitrix24_assets.core import CalendarEventRow, EmployeeRow, TaskRow
@@ -57,7 +58,7 @@ def dump_lines(batch: RawBatch | MappedBatch) -> list[str]:
     """JSON lines: a header with the sync and counts, then one record or row per line."""
     if isinstance(batch, RawBatch):
         header = {"kind": "raw", "sync": asdict(batch.sync)}
-        body = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in batch.records]
+        body = [orjson.dumps(r).decode() for r in batch.records]
     else:
         header = {
             "kind": "mapped",
@@ -75,6 +76,6 @@ def load_lines(lines: list[str]) -> RawBatch | MappedBatch:
     sync = SyncRun(**header["sync"])
     body = "[" + ",".join(line for line in lines[1:] if line) + "]"
     if header["kind"] == "raw":
-        return RawBatch(sync, json.loads(body))
+        return RawBatch(sync, orjson.loads(body))
     rows = TypeAdapter(list[ROW_MODELS[sync.entity]]).validate_json(body)  # type: ignore[valid-type]
     return MappedBatch(sync, rows, header["records_read"], header["rejected"])
