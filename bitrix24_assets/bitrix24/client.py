@@ -174,8 +174,11 @@ class Bitrix24Client:
             budget_methods=methods,
         )
         result = parse_batch(envelope.result, cmd, portal=self.portal, scrub=self._t.redactor)
+        by_method: dict[str, list[Any]] = {}
         for key, raw_time in result.time.items():
-            self._t.observe_sub(command_method(cmd.get(key, "batch")), raw_time)
+            by_method.setdefault(command_method(cmd.get(key, "batch")), []).append(raw_time)
+        for sub_method, times in by_method.items():
+            self._t.observe_sub(sub_method, times)
         if raise_errors:
             result.raise_for_errors()
         return result

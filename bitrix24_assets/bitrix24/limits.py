@@ -160,7 +160,12 @@ class OperatingBudget:
                 b.in_flight = max(0, b.in_flight - 1)
 
     def observe(
-        self, method: str, operating: float | None, reset_at: float | None, server_finish: float | None
+        self,
+        method: str,
+        operating: float | None,
+        reset_at: float | None,
+        server_finish: float | None,
+        processing: float | None = None,
     ) -> None:
         """Record ``time.operating``/``operating_reset_at`` of a successful response for ``method``."""
         if operating is None:
@@ -170,9 +175,11 @@ class OperatingBudget:
             finish = server_finish if server_finish is not None else b.server_time
             if finish < b.server_time:  # an older response overtaken by a newer one
                 return
-            step = operating - b.operating
+            step = operating - b.operating if b.server_time else 0.0  # first report: no previous figure
             if 0 < step < self.limit:
                 b.max_step = max(b.max_step, step)
+            if processing is not None and 0 < processing < self.limit:
+                b.max_step = max(b.max_step, processing)
             b.operating = operating
             b.server_time = finish
             b.seen_at = self.clock.now()

@@ -219,13 +219,7 @@ class KeysetPaginator:
             if page.error is not None:
                 if isinstance(page.error, errors.OperationTimeLimitError):
                     return out  # resume from self.lo after the budget reset
-                raise errors.BatchCommandError(
-                    page.error.description,
-                    key="",
-                    error=page.error,
-                    method=page.error.method,
-                    portal=page.error.portal,
-                )
+                raise page.error
             for row in page.rows:
                 rid = self.spec.row_id(row)
                 if rid is None or rid <= self.lo or (self.hi is not None and rid > self.hi):
@@ -315,9 +309,7 @@ def _plan(
     asc, desc = fetcher.batch_pages(spec, probe)
     for page in (asc, desc):
         if page.error is not None:
-            raise errors.BatchCommandError(
-                page.error.description, error=page.error, method=page.error.method, portal=page.error.portal
-            )
+            raise page.error
     first = KeysetPaginator(spec, params, 0, None)
     rows = first.update([asc])
     if first.done:

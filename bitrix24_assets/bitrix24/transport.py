@@ -26,7 +26,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from . import errors
 from .clock import Clock
-from .envelope import Envelope
+from .envelope import Envelope, TimeInfo
 from .limits import OperatingBudget, shared_bucket
 from .oauth import OAuthCredentials
 from .redaction import Redactor, redact
@@ -362,7 +362,7 @@ class Transport:
         t = envelope.time
         if t is None:
             return
-        self.budget.observe(method, t.operating, t.operating_reset_at, t.finish)
+        self.budget.observe(method, t.operating, t.operating_reset_at, t.finish, t.processing)
         with self.stats._lock:
             if t.operating is not None:
                 self.stats.operating[method] = t.operating
@@ -371,15 +371,21 @@ class Transport:
             if t.finish is not None:
                 self.stats.server_now = max(self.stats.server_now or 0.0, t.finish)
 
-    def observe_sub(self, method: str, raw_time: Any) -> None:
-        """Record a batch sub-command's ``result_time`` (its operating figure bills ``method``)."""
-        from .envelope import TimeInfo
+    def observe_sub(self, method: str, raw_times: list[Any]) -> None:
+        """Record a batch's ``result_time`` entries of one sub-method.
 
-        t = TimeInfo.parse(raw_time)
-        if t is not None and t.operating is not None:
-            self.budget.observe(method, t.operating, t.operating_reset_at, t.finish)
-            with self.stats._lock:
-                self.stats.operating[method] = max(self.stats.operating.get(method, 0.0), t.operating)
+        The latest cumulative ``operating`` is what the method has used; the summed ``processing`` is
+        what this one batch cost, which is what every concurrent batch must keep in reserve.
+        """
+        times = [t for t in (TimeInfo.parse(raw) for raw in raw_times) if t is not None]
+        billed = [t for t in times if t.operating is not None]
+        if not billed:
+            return
+        last = max(billed, key=lambda t: (t.operating or 0.0, t.finish or 0.0))
+        spent = sum(t.processing or 0.0 for t in times)
+        self.budget.observe(method, last.operating, last.operating_reset_at, last.finish, spent)
+        with self.stats._lock:
+            self.stats.operating[method] = max(self.stats.operating.get(method, 0.0), last.operating or 0.0)
 
     def _refresh_if_due(self) -> None:
         assert self.oauth is not None

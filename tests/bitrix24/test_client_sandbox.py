@@ -1,0 +1,220 @@
+"""The client against the sandbox portal over real HTTP on 127.0.0.1.
+
+Exact counts are compared with ``portal.state`` (the sandbox's in-memory store) so a lost or
+duplicated record fails the test.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bitrix24_assets.bitrix24 import (
+    Bitrix24Client,
+    CalendarEvent,
+    Department,
+    OAuthCredentials,
+    Progress,
+    Task,
+    TaskCursor,
+    User,
+    errors,
+)
+from bitrix24_assets.sandbox import Limits
+
+SCALE = 0.001
+
+
+def make(portal: Any, **kw: Any) -> Bitrix24Client:
+    return Bitrix24Client(webhook_url=kw.pop("url", portal.webhook_url), time_scale=SCALE, **kw)
+
+
+def visible_users(portal: Any) -> int:
+    return len(portal.state.users)
+
+
+def test_every_read_method_returns_exact_data(sandbox: Any) -> None:
+    with make(sandbox) as client:
+        users = list(client.get_users())
+        assert len(users) == len({u["ID"] for u in users}) == visible_users(sandbox)
+        assert all(User.model_validate(u).id for u in users)
+        tasks = list(client.get_tasks(select=["ID", "TITLE", "CHANGED_DATE"]))
+        assert sorted(int(t["id"]) for t in tasks) == sandbox.state.tasks.ids
+        assert all(Task.parse(t).changed_date for t in tasks)
+        departments = client.get_departments()
+        assert sorted(int(d["ID"]) for d in departments) == sorted(sandbox.state.departments)
+        assert all(Department.model_validate(d).id for d in departments)
+        email = users[0]["EMAIL"]
+        assert client.get_user_by_email(email)["ID"] == users[0]["ID"]
+        assert client.get_user_by_email("nobody@nowhere.invalid") is None
+        profile = client.call("profile")
+        assert profile["ID"] == "1"
+
+
+def test_events_cover_all_calendars_once(sandbox: Any) -> None:
+    with make(sandbox) as client:
+        groups = sorted(sandbox.state.groups)
+        events = list(
+            client.get_events(
+                datetime.now(UTC) - timedelta(days=400),
+                datetime.now(UTC) + timedelta(days=400),
+                group_ids=groups,
+            )
+        )
+    ids = [e["ID"] for e in events]
+    assert len(ids) == len(set(ids))
+    types = {e["CAL_TYPE"] for e in events}
+    assert {"user", "company_calendar"} <= types
+    parsed = [CalendarEvent.model_validate(e) for e in events]
+    assert all(p.starts_at is not None and p.date_from is not None for p in parsed)  # locale date parsed
+    keys = {(p.parent_id or p.id) for p in parsed}
+    assert len(keys) == len(parsed)  # one copy per meeting
+
+
+def test_writes(sandbox_factory: Any) -> None:
+    portal = sandbox_factory()
+    with make(portal) as client:
+        task = client.create_task({"TITLE": "From the client", "RESPONSIBLE_ID": 1})
+        assert portal.state.tasks.get(int(task["id"])) is not None
+        event_id = client.create_event(
+            {
+                "type": "user",
+                "ownerId": 1,
+                "name": "Sync",
+                "from": "2025-01-15T10:00:00+03:00",
+                "to": "2025-01-15T11:00:00+03:00",
+            }
+        )
+        assert portal.state.events.get(event_id) is not None
+        assert client.notify(1, "hello") > 0
+        with pytest.raises(errors.ClientConfigError):
+            client.create_task({"TITLE": "no responsible"})
+        with pytest.raises(errors.BadRequestError):
+            client.call("tasks.task.add", {"fields": {"TITLE": "", "RESPONSIBLE_ID": 1}})
+
+
+def test_lanes_with_gaps_and_changes_during_enumeration(sandbox_factory: Any) -> None:
+    portal = sandbox_factory(tasks=6000, users=20)
+    ids_now = list(portal.state.tasks.ids)
+    for task_id in ids_now[100:1400] + ids_now[3000:3100:3]:  # a big gap and scattered gaps in IDs
+        portal.admin.delete_task(task_id)
+    seen_pages: list[Progress] = []
+    added: list[int] = []
+
+    def progress(p: Progress) -> None:
+        seen_pages.append(Progress(p.method, p.pages, p.records, p.estimated_total))
+        if len(seen_pages) == 1:  # after the probe, before the lanes: a new task must still be read
+            added.append(int(portal.admin.add_task(title="late", responsible_id=1)["id"]))
+        if len(seen_pages) == 3:  # rows change while lanes are running
+            portal.admin.update_task(portal.state.tasks.ids[-10], title="edited mid-pull")
+            portal.admin.delete_task(portal.state.tasks.ids[50])
+
+    with make(portal, max_lanes=6) as client:
+        tasks = list(client.get_tasks(select=["ID", "TITLE"], progress=progress))
+    ids = [int(t["id"]) for t in tasks]
+    assert len(ids) == len(set(ids))  # nothing duplicated
+    expected = set(portal.state.tasks.ids)
+    assert expected <= set(ids) and len(set(ids) - expected) <= 1  # nothing lost; at most the deleted one
+    assert added and added[0] in ids
+    assert seen_pages[-1].records == len(ids) and seen_pages[0].estimated_total
+
+
+def test_incremental_reads_with_cursor(sandbox_factory: Any) -> None:
+    portal = sandbox_factory(tasks=200)
+    with make(portal) as client:
+        cursor = TaskCursor.load(None)
+        started = client.call("server.time")
+        for task in client.get_tasks(select=["ID", "CHANGED_DATE"]):
+            cursor.observe(task)
+        cursor = cursor.advance(client.stats.server_now)
+        assert cursor.since is not None and started
+        target = portal.state.tasks.ids[3]
+        portal.admin.advance(120)  # two modelled minutes later
+        portal.admin.update_task(target, title="changed later")
+        changed = list(client.get_tasks(select=["ID", "TITLE"], changed_since=cursor.since))
+        ids = {int(t["id"]) for t in changed}
+        assert target in ids and len(ids) < 200
+        with pytest.raises(errors.ClientConfigError, match="time zone"):
+            list(client.get_tasks(changed_since=datetime(2025, 1, 1)))
+
+
+def test_retries_on_injected_faults_lose_nothing(sandbox_factory: Any) -> None:
+    portal = sandbox_factory(tasks=3000, users=20)
+    portal.admin.set_faults(rate=0.3, kinds=["500", "502", "503", "drop", "truncate"], seed=3)
+    with make(portal) as client:
+        ids = [int(t["id"]) for t in client.get_tasks(select=["ID"])]
+        assert client.stats.retries > 0
+    portal.admin.clear_faults()
+    assert sorted(ids) == portal.state.tasks.ids
+
+
+def test_cloud_profile_big_pull_never_trips_the_block(sandbox_factory: Any) -> None:
+    # A 20 s budget (instead of 480 s) so a 6000-task pull (~8.5 s of server time per pass) needs pacing.
+    limits = Limits(bucket_size=50, drain_per_second=2.0, operating_limit=20.0)
+    portal = sandbox_factory(profile="cloud", tasks=6000, users=20, limits=limits)
+    with make(portal, operating_limit=20.0) as client:
+        for _ in range(3):
+            assert len(list(client.get_tasks(select=["ID"]))) == 6000
+        assert client.stats.operation_limited == 0 and client.stats.rate_limited == 0
+    counters = portal.admin.counters()
+    tripped = {k: v for k, v in {**counters["errors"], **counters["rejections"]}.items() if "LIMIT" in k}
+    assert not tripped
+
+
+def test_recovers_from_an_operating_block(sandbox_factory: Any) -> None:
+    limits = Limits(bucket_size=50, drain_per_second=2.0, operating_limit=5.0)
+    portal = sandbox_factory(profile="cloud", tasks=6000, users=20, limits=limits)
+    with make(portal) as client:  # believes the budget is 480 s, so it runs into the real 5 s block
+        ids = [int(t["id"]) for t in client.get_tasks(select=["ID"])]
+        assert client.stats.operation_limited > 0 or client.stats.budget_wait > 0
+    assert sorted(ids) == portal.state.tasks.ids
+
+
+def test_auth_and_scope_errors(sandbox_factory: Any) -> None:
+    portal = sandbox_factory()
+    bad = portal.webhook_url.replace("/rest/1/", "/rest/1/x")
+    with make(portal, url=bad) as client, pytest.raises(errors.AuthError) as info:
+        client.call("profile")
+    assert info.value.is_configuration_error and "revoked or mistyped" in str(info.value)
+    limited = portal.admin.create_webhook(["user"])["webhook_url"]
+    with make(portal, url=limited) as client:
+        with pytest.raises(errors.ScopeError, match="scope 'task'"):
+            list(client.get_tasks())
+        with pytest.raises(errors.MethodNotFoundError):
+            client.call("no.such.method")
+        with pytest.raises(errors.BatchCommandError) as binfo:
+            client.batch({"me": "profile", "t": "tasks.task.list"})
+        assert isinstance(binfo.value.error, errors.ScopeError)
+    token = bad.rstrip("/").rsplit("/", 1)[1]
+    assert token not in "".join(traceback.format_exception(info.value)) + repr(info.value)
+
+
+def test_oauth_refreshes_expired_token_and_persists(sandbox_factory: Any) -> None:
+    portal = sandbox_factory()
+    app = portal.admin.create_oauth_app()
+    stored: list[dict[str, Any]] = []
+    creds = OAuthCredentials(
+        client_id=app["client_id"],
+        client_secret=app["client_secret"],
+        access_token=app["access_token"],
+        refresh_token=app["refresh_token"],
+        client_endpoint=f"{portal.base_url}/rest/",
+        token_url=app["token_url"],
+    )
+    with Bitrix24Client(oauth=creds, on_token_refresh=stored.append, time_scale=SCALE) as client:
+        assert client.call("profile")["ID"]
+        portal.admin.expire_tokens()
+        assert len(list(client.get_users())) == visible_users(portal)
+        assert len(stored) == 1 and stored[0]["access_token"] != app["access_token"]
+        assert app["access_token"] not in repr(client) + repr(creds)
+    bad = creds.model_copy(
+        update={
+            "refresh_token": creds.refresh_token.__class__("nope"),
+            "access_token": creds.access_token.__class__("expired"),
+        }
+    )
+    with Bitrix24Client(oauth=bad, time_scale=SCALE) as client, pytest.raises(errors.AuthError):
+        client.call("profile")
