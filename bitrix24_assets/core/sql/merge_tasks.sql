@@ -6,6 +6,12 @@
 
 -- The *_staged function expects pg_temp stage table with ONE row per bitrix_id (the callers dedupe:
 -- PostgresStore in Python, the RPC wrapper below with DISTINCT ON), so it needs no sort.
+--
+-- Shape (chosen by measurement, see bench/core_merge.py): one FULL JOIN of the batch with the
+-- account's stored rows finds new, changed and (for p_full) missing rows at once into a small temp
+-- table; plain INSERT / UPDATE statements then touch only those. A rerun with unchanged data thus
+-- costs one hash join and writes nothing. Merges of one account are serialised by an advisory
+-- lock, so the INSERT needs no ON CONFLICT (speculative insertion cost ~40% of a first load).
 create or replace function core.merge_tasks_staged(p_account uuid, p_full boolean)
 returns table (inserted integer, updated integer, unchanged integer, removed integer)
 language plpgsql
@@ -19,68 +25,74 @@ declare
     v_upd integer;
     v_rem integer := 0;
 begin
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('core.tasks'), pg_catalog.hashtext(p_account::text));
+    select count(*) into v_total from pg_temp.stage_tasks;
+
+    drop table if exists pg_temp.merge_tasks_diff;
+    create temp table merge_tasks_diff on commit drop as
     with people as (
         select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
         from core.employees e
         where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
-    ), src as (
-        select s.* from pg_temp.stage_tasks s
-    ), resolved as (
-        select src.*, r.id as responsible_id, c.id as created_by_id
-        from src
-        left join people r on r.bitrix_id = src.responsible_bitrix_id
-        left join people c on c.bitrix_id = src.created_by_bitrix_id
-    ), changed as (
-        select n.*
-        from resolved n
-        left join core.tasks t on t.integration_account_id = p_account and t.bitrix_id = n.bitrix_id
-        where t.id is null
-           or (t.title, t.description, t.status, t.status_code, t.priority, t.deadline, t.start_date_plan,
-               t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source, t.responsible_id,
-               t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id, t.is_deleted,
-               t.metadata)
-              is distinct from
-              (n.title, n.description, n.status, n.status_code, n.priority, n.deadline, n.start_date_plan,
-               n.end_date_plan, n.closed_at, n.created_at_source, n.changed_at_source, n.responsible_id,
-               n.created_by_id, n.responsible_bitrix_id, n.created_by_bitrix_id, n.group_id, false,
-               coalesce(n.metadata, '{}'::jsonb))
-    ), written as (
-        insert into core.tasks as t
-            (id, company_id, integration_account_id, bitrix_id, title, description, status, status_code, priority,
-             deadline, start_date_plan, end_date_plan, closed_at, created_at_source, changed_at_source,
-             responsible_id, created_by_id, responsible_bitrix_id, created_by_bitrix_id, group_id, is_deleted,
-             metadata)
-        select core.row_id(p_account, c.bitrix_id), v_company, p_account, c.bitrix_id, c.title, c.description, c.status, c.status_code, c.priority,
-               c.deadline, c.start_date_plan, c.end_date_plan, c.closed_at, c.created_at_source,
-               c.changed_at_source, c.responsible_id, c.created_by_id, c.responsible_bitrix_id,
-               c.created_by_bitrix_id, c.group_id, false, coalesce(c.metadata, '{}'::jsonb)
-        from changed c
-        on conflict (integration_account_id, bitrix_id) do update
-        set title = excluded.title, description = excluded.description, status = excluded.status,
-            status_code = excluded.status_code, priority = excluded.priority, deadline = excluded.deadline,
-            start_date_plan = excluded.start_date_plan, end_date_plan = excluded.end_date_plan,
-            closed_at = excluded.closed_at, created_at_source = excluded.created_at_source,
-            changed_at_source = excluded.changed_at_source, responsible_id = excluded.responsible_id,
-            created_by_id = excluded.created_by_id, responsible_bitrix_id = excluded.responsible_bitrix_id,
-            created_by_bitrix_id = excluded.created_by_bitrix_id, group_id = excluded.group_id,
-            is_deleted = false, metadata = excluded.metadata, updated_at = now()
-        returning (t.xmax = 0) as is_insert
+    ), stored as (
+        select t.id, t.bitrix_id, t.title, t.description, t.status, t.status_code, t.priority, t.deadline,
+               t.start_date_plan, t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source,
+               t.responsible_id, t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id,
+               t.is_deleted, t.metadata
+        from core.tasks t
+        where t.integration_account_id = p_account
     )
-    select (select count(*) from src),
-           count(*) filter (where w.is_insert),
-           count(*) filter (where not w.is_insert)
-    into v_total, v_ins, v_upd
-    from written w;
+    select s.*, r.id as responsible_id, c.id as created_by_id, t.id as target_id
+    from pg_temp.stage_tasks s
+    full join stored t on t.bitrix_id = s.bitrix_id
+    left join people r on r.bitrix_id = s.responsible_bitrix_id
+    left join people c on c.bitrix_id = s.created_by_bitrix_id
+    where (s.bitrix_id is null and p_full and not t.is_deleted)
+       or t.id is null
+       or (t.title, t.description, t.status, t.status_code, t.priority, t.deadline, t.start_date_plan,
+           t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source, t.responsible_id,
+           t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id, t.is_deleted,
+           t.metadata)
+          is distinct from
+          (s.title, s.description, s.status, s.status_code, s.priority, s.deadline, s.start_date_plan,
+           s.end_date_plan, s.closed_at, s.created_at_source, s.changed_at_source, r.id,
+           c.id, s.responsible_bitrix_id, s.created_by_bitrix_id, s.group_id, false,
+           coalesce(s.metadata, '{}'::jsonb));
+
+    insert into core.tasks
+        (id, company_id, integration_account_id, bitrix_id, title, description, status, status_code, priority,
+         deadline, start_date_plan, end_date_plan, closed_at, created_at_source, changed_at_source,
+         responsible_id, created_by_id, responsible_bitrix_id, created_by_bitrix_id, group_id, is_deleted,
+         metadata)
+    select core.row_id(p_account, d.bitrix_id), v_company, p_account, d.bitrix_id, d.title, d.description,
+           d.status, d.status_code, d.priority, d.deadline, d.start_date_plan, d.end_date_plan, d.closed_at,
+           d.created_at_source, d.changed_at_source, d.responsible_id, d.created_by_id, d.responsible_bitrix_id,
+           d.created_by_bitrix_id, d.group_id, false, coalesce(d.metadata, '{}'::jsonb)
+    from pg_temp.merge_tasks_diff d
+    where d.target_id is null;
+    get diagnostics v_ins = row_count;
+
+    update core.tasks t
+    set title = d.title, description = d.description, status = d.status, status_code = d.status_code,
+        priority = d.priority, deadline = d.deadline, start_date_plan = d.start_date_plan,
+        end_date_plan = d.end_date_plan, closed_at = d.closed_at, created_at_source = d.created_at_source,
+        changed_at_source = d.changed_at_source, responsible_id = d.responsible_id,
+        created_by_id = d.created_by_id, responsible_bitrix_id = d.responsible_bitrix_id,
+        created_by_bitrix_id = d.created_by_bitrix_id, group_id = d.group_id, is_deleted = false,
+        metadata = coalesce(d.metadata, '{}'::jsonb), updated_at = now()
+    from pg_temp.merge_tasks_diff d
+    where d.target_id is not null and d.bitrix_id is not null and t.id = d.target_id;
+    get diagnostics v_upd = row_count;
 
     if p_full then
         update core.tasks t
         set is_deleted = true, updated_at = now()
-        where t.integration_account_id = p_account
-          and not t.is_deleted
-          and not exists (select 1 from pg_temp.stage_tasks s where s.bitrix_id = t.bitrix_id);
+        from pg_temp.merge_tasks_diff d
+        where d.bitrix_id is null and t.id = d.target_id;
         get diagnostics v_rem = row_count;
     end if;
 
+    drop table pg_temp.merge_tasks_diff;
     return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem;
 end
 $$;
