@@ -28,6 +28,30 @@ begin
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('core.tasks'), pg_catalog.hashtext(p_account::text));
     select count(*) into v_total from pg_temp.stage_tasks;
 
+    if not exists (select 1 from core.tasks t where t.integration_account_id = p_account) then
+        -- first load of this account: nothing to compare or remove, insert straight from the stage
+        with people as (
+            select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
+            from core.employees e
+            where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+        )
+        insert into core.tasks
+            (id, company_id, integration_account_id, bitrix_id, title, description, status, status_code,
+             priority, deadline, start_date_plan, end_date_plan, closed_at, created_at_source, changed_at_source,
+             responsible_id, created_by_id, responsible_bitrix_id, created_by_bitrix_id, group_id, is_deleted,
+             metadata)
+        select core.row_id(p_account, s.bitrix_id), v_company, p_account, s.bitrix_id, s.title, s.description,
+               s.status, s.status_code, s.priority, s.deadline, s.start_date_plan, s.end_date_plan, s.closed_at,
+               s.created_at_source, s.changed_at_source, r.id, c.id, s.responsible_bitrix_id,
+               s.created_by_bitrix_id, s.group_id, false, coalesce(s.metadata, '{}'::jsonb)
+        from pg_temp.stage_tasks s
+        left join people r on r.bitrix_id = s.responsible_bitrix_id
+        left join people c on c.bitrix_id = s.created_by_bitrix_id;
+        get diagnostics v_ins = row_count;
+        return query select v_ins, 0, v_total - v_ins, 0;
+        return;
+    end if;
+
     drop table if exists pg_temp.merge_tasks_diff;
     create temp table merge_tasks_diff on commit drop as
     with people as (
