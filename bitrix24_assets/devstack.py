@@ -5,7 +5,9 @@
 2. the embedded Core (Postgres under ``dagster_home/core_pg``), migrated, with the demo company and
    its Bitrix24 account;
 3. the processes in ``services()``: ``dagster dev`` (webserver + daemon) on ``workspace.yaml``
-   with ``DAGSTER_HOME=./dagster_home`` and ``CORE_DATABASE_URL`` pointing at the embedded Core.
+   with ``DAGSTER_HOME=./dagster_home`` and ``CORE_DATABASE_URL`` pointing at the embedded Core,
+   and the webhooks receiver (``bitrix24-webhooks``) on 127.0.0.1:8787; the sandbox sends its
+   outgoing events there with the demo account's application token (made once, kept in Core).
 
 Within a minute the accounts sensor creates the demo account's partition and its first full sync
 runs; open http://127.0.0.1:3000 and look at Assets -> bitrix24 (or Runs).
@@ -14,6 +16,7 @@ runs; open http://127.0.0.1:3000 and look at Assets -> bitrix24 (or Runs).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,11 +27,12 @@ from pathlib import Path
 from bitrix24_assets.core import PostgresStore, seed_demo
 from bitrix24_assets.core.config import DEFAULT_SANDBOX_PORT, DEMO_WEBHOOK_TOKEN
 from bitrix24_assets.core.embedded import EmbeddedPostgres, default_data_dir
-from bitrix24_assets.sandbox import SandboxConfig, running_sandbox
+from bitrix24_assets.sandbox import SandboxConfig, SandboxHandle, running_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAGSTER_PORT = int(os.environ.get("DAGSTER_PORT", "3000"))
+WEBHOOKS_PORT = int(os.environ.get("WEBHOOKS_PORT", "8787"))
 
 
 @dataclass
@@ -54,13 +58,16 @@ class Service:
 def services(ctx: DevContext) -> list[Service]:
     """The processes ``make dev`` runs. Add a service here to make it part of the stack.
 
-    The webhooks receiver belongs here as one more ``Service`` (and the sandbox's event handler
-    is set with ``portal.admin.set_event_handler(url, token)`` in ``main``).
+    The sandbox's event handler (pointing at the ``webhooks`` service) is set in ``main``.
     """
     return [
         Service(
             "dagster",
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(DAGSTER_PORT)],
+        ),
+        Service(
+            "webhooks",
+            [str(BIN / "bitrix24-webhooks"), "--host", "127.0.0.1", "--port", str(WEBHOOKS_PORT)],
         ),
     ]
 
@@ -72,6 +79,19 @@ def _start_core(webhook_url: str) -> tuple[EmbeddedPostgres, str]:
         store.migrate()
         seed_demo(store, webhook_url)
     return server, dsn
+
+
+def _wire_outgoing_events(portal: SandboxHandle, dsn: str) -> None:
+    """Point the sandbox's outgoing events at the receiver, with the demo account's application token."""
+    with PostgresStore(dsn) as store:
+        demo = [a for a in store.list_accounts(provider="bitrix24") if a.webhook_url == portal.webhook_url]
+        if not demo:
+            return
+        token = demo[0].application_token
+        if not token:
+            token = secrets.token_urlsafe(24)
+            store.update_credentials(demo[0].id, {"application_token": token})
+    portal.admin.set_event_handler(f"http://127.0.0.1:{WEBHOOKS_PORT}/bitrix24/events/{demo[0].id}", token)
 
 
 def _stop(procs: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
@@ -105,6 +125,7 @@ def main() -> None:
     except OSError as exc:
         sys.exit(f"Port {DEFAULT_SANDBOX_PORT} is busy ({exc.strerror}); stop whatever uses it and retry.")
     server, dsn = _start_core(portal.webhook_url)
+    _wire_outgoing_events(portal, dsn)
     ctx = DevContext(home, dsn, portal.webhook_url, portal.base_url)
     env = {**os.environ, "DAGSTER_HOME": str(home), "CORE_DATABASE_URL": dsn, "BITRIX24_TIME_SCALE": "1.0"}
     procs: list[tuple[Service, subprocess.Popen[bytes]]] = []
@@ -114,6 +135,7 @@ def main() -> None:
         print(
             f"\nSandbox portal:  {portal.base_url} (admin API {portal.base_url}/_sandbox/)\n"
             f"Core:            embedded Postgres in {default_data_dir()}\n"
+            f"Events receiver: http://127.0.0.1:{WEBHOOKS_PORT}/bitrix24/events/<account id>\n"
             f"Dagster UI:      http://127.0.0.1:{DAGSTER_PORT}  - within a minute the accounts sensor adds\n"
             "                 the demo partition and its first full sync runs (Runs, Assets -> bitrix24).\n"
             "Ctrl-C stops everything.\n",
