@@ -53,35 +53,39 @@ begin
     end if;
 
     drop table if exists pg_temp.merge_tasks_diff;
-    create temp table merge_tasks_diff on commit drop as
-    with people as (
-        select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
-        from core.employees e
-        where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
-    ), stored as (
-        select t.id, t.bitrix_id, t.title, t.description, t.status, t.status_code, t.priority, t.deadline,
-               t.start_date_plan, t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source,
-               t.responsible_id, t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id,
-               t.is_deleted, t.metadata
-        from core.tasks t
-        where t.integration_account_id = p_account
-    )
-    select s.*, r.id as responsible_id, c.id as created_by_id, t.id as target_id
-    from pg_temp.stage_tasks s
-    full join stored t on t.bitrix_id = s.bitrix_id
-    left join people r on r.bitrix_id = s.responsible_bitrix_id
-    left join people c on c.bitrix_id = s.created_by_bitrix_id
-    where (s.bitrix_id is null and p_full and not t.is_deleted)
-       or t.id is null
-       or (t.title, t.description, t.status, t.status_code, t.priority, t.deadline, t.start_date_plan,
-           t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source, t.responsible_id,
-           t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id, t.is_deleted,
-           t.metadata)
-          is distinct from
-          (s.title, s.description, s.status, s.status_code, s.priority, s.deadline, s.start_date_plan,
-           s.end_date_plan, s.closed_at, s.created_at_source, s.changed_at_source, r.id,
-           c.id, s.responsible_bitrix_id, s.created_by_bitrix_id, s.group_id, false,
-           coalesce(s.metadata, '{}'::jsonb));
+    -- full: a FULL JOIN also yields the account's rows missing from the batch; otherwise a LEFT JOIN,
+    -- so a small batch (a webhook, one Supabase chunk) need not read all of the account's rows.
+    execute format($q$
+        create temp table merge_tasks_diff on commit drop as
+        with people as (
+            select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
+            from core.employees e
+            where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
+        ), stored as (
+            select t.id, t.bitrix_id, t.title, t.description, t.status, t.status_code, t.priority, t.deadline,
+                   t.start_date_plan, t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source,
+                   t.responsible_id, t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id,
+                   t.is_deleted, t.metadata
+            from core.tasks t
+            where t.integration_account_id = $1
+        )
+        select s.*, r.id as responsible_id, c.id as created_by_id, t.id as target_id
+        from pg_temp.stage_tasks s
+        %s join stored t on t.bitrix_id = s.bitrix_id
+        left join people r on r.bitrix_id = s.responsible_bitrix_id
+        left join people c on c.bitrix_id = s.created_by_bitrix_id
+        where (s.bitrix_id is null and not t.is_deleted)
+           or t.id is null
+           or (t.title, t.description, t.status, t.status_code, t.priority, t.deadline, t.start_date_plan,
+               t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source, t.responsible_id,
+               t.created_by_id, t.responsible_bitrix_id, t.created_by_bitrix_id, t.group_id, t.is_deleted,
+               t.metadata)
+              is distinct from
+              (s.title, s.description, s.status, s.status_code, s.priority, s.deadline, s.start_date_plan,
+               s.end_date_plan, s.closed_at, s.created_at_source, s.changed_at_source, r.id,
+               c.id, s.responsible_bitrix_id, s.created_by_bitrix_id, s.group_id, false,
+               coalesce(s.metadata, '{}'::jsonb))
+    $q$, case when p_full then 'full' else 'left' end) using p_account, v_company;
 
     insert into core.tasks
         (id, company_id, integration_account_id, bitrix_id, title, description, status, status_code, priority,
