@@ -20,6 +20,9 @@ declare
     v_upd integer := 0;
     v_rem integer := 0;
 begin
+    -- merges of one account run one at a time, so the INSERT below needs no ON CONFLICT
+    -- (speculative insertion made it the slowest step of a first load)
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('core.employees'), pg_catalog.hashtext(v_acc));
     drop table if exists pg_temp.merge_employees_src;
     create temp table merge_employees_src on commit drop as
     select s.*, e.id as target_id,
@@ -77,8 +80,7 @@ begin
     select v_company, s.email, s.full_name, s.first_name, s.last_name, s.position, s.phone,
            coalesce(s.is_active, true), s.link
     from pg_temp.merge_employees_src s
-    where s.target_id is null
-    on conflict do nothing;
+    where s.target_id is null;
     get diagnostics v_ins = row_count;
 
     if p_full then
