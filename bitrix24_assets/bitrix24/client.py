@@ -31,8 +31,16 @@ __all__ = ["PLANS", "Bitrix24Client"]
 
 log = logging.getLogger(__name__)
 
-PLANS: dict[str, tuple[int, float]] = {"cloud": (50, 2.0), "enterprise": (250, 5.0)}
-"""Leaky-bucket size and drain per plan (reference §4.1)."""
+PLANS: dict[str, tuple[int, float]] = {
+    "auto": (50, 2.0),
+    "cloud": (50, 2.0),
+    "enterprise": (250, 5.0),
+    "self-hosted": (50, 2.0),
+}
+"""Leaky-bucket size and drain per plan (reference §4.1); the bucket exists in the cloud only."""
+
+METERED: dict[str, bool | None] = {"auto": None, "cloud": True, "enterprise": True, "self-hosted": False}
+"""Whether the plan's portal paces requests; ``None``: learn it from the first answer (limits.py)."""
 
 DEFAULT_OVERLAP = timedelta(minutes=1)
 
@@ -46,7 +54,10 @@ class Bitrix24Client:
         webhook_url: ``https://<portal>/rest/<user id>/<code>/`` (a secret: never logged or shown).
         oauth: :class:`~.oauth.OAuthCredentials` instead of a webhook.
         on_token_refresh: called with the new credentials (a plain dict) after each OAuth refresh.
-        plan: ``"cloud"`` (bucket 50, 2/s) or ``"enterprise"`` (250, 5/s); ``rate_limit`` overrides it.
+        plan: ``"auto"`` (default: cloud pacing, 50 then 2/s, until an answer without
+            ``time.operating`` shows an unmetered portal), ``"cloud"``, ``"enterprise"`` (250, 5/s)
+            or ``"self-hosted"`` (no pacing until a ``QUERY_LIMIT_EXCEEDED``); ``rate_limit``
+            overrides the bucket size and drain.
         operating_limit: server seconds per method per 10 minutes (480 in the cloud).
         max_lanes: concurrent batches when enumerating a big list.
         time_scale: wall seconds per modelled second (1 for real portals; the sandbox's scale in tests).
@@ -60,7 +71,7 @@ class Bitrix24Client:
         *,
         oauth: OAuthCredentials | None = None,
         on_token_refresh: Callable[[dict[str, Any]], None] | None = None,
-        plan: str = "cloud",
+        plan: str = "auto",
         rate_limit: tuple[int, float] | None = None,
         operating_limit: float = 480.0,
         max_lanes: int = 8,
@@ -78,6 +89,7 @@ class Bitrix24Client:
             time_scale=time_scale,
             timeout=timeout,
             rate_limit=rate_limit or PLANS[plan],
+            metered=METERED[plan],
             operating_limit=operating_limit,
             max_attempts=max_attempts,
             on_token_refresh=on_token_refresh,

@@ -50,7 +50,13 @@ def export(
     ],
     days_back: Annotated[int, typer.Option(help="Calendar window start, days before today.")] = 30,
     days_ahead: Annotated[int, typer.Option(help="Calendar window end, days after today.")] = 90,
-    plan: Annotated[str, typer.Option(help="cloud (50 req, 2/s) or enterprise (250, 5/s).")] = "cloud",
+    plan: Annotated[
+        str,
+        typer.Option(
+            help="auto (cloud pacing unless the portal answers unmetered), cloud (50 req, 2/s), "
+            "enterprise (250, 5/s) or self-hosted (no pacing)."
+        ),
+    ] = "auto",
     time_scale: Annotated[float, typer.Option(hidden=True)] = 1.0,
 ) -> None:
     """Export users, departments, tasks and calendar events to JSON Lines."""

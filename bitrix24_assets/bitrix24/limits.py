@@ -7,6 +7,12 @@
    (30 lines) because aiolimiter, which implements the same algorithm, is asyncio-only and this
    client sends from worker threads; pyrate-limiter counts in sliding windows, which would not mirror
    the portal's drain and would either waste throughput or overflow the real bucket.
+   The bucket exists in the cloud only (self-hosted portals have none), so with ``plan="auto"`` the
+   client paces as the cloud does until the first answer tells it otherwise: a cloud portal reports
+   ``time.operating`` in every successful answer (its load limiter is on); an answer without it
+   means an unmetered portal, and pacing it at 2 requests/s would only waste time (a 10k-user
+   calendar read took 77 s instead of 2.5 s against such a portal). Any ``operating`` figure or
+   ``QUERY_LIMIT_EXCEEDED`` later switches pacing back on for good.
 2. **Operating time** (§4.2): each method may use 480 s of server time per 10 minutes per webhook,
    reported in ``time.operating`` with ``operating_reset_at``. :class:`OperatingBudget` remembers the
    latest figures per method, keeps the in-flight calls' likely cost in reserve, and makes callers
@@ -39,24 +45,40 @@ class LeakyBucket:
         self._last = clock.now()
         self._lock = threading.Lock()
         self.waited = 0.0
+        self.metered: bool | None = None  # None: not known yet, so pace as the cloud does
 
     def _drain(self, now: float) -> None:
         self._level = max(0.0, self._level - (now - self._last) * self.drain)
         self._last = now
 
     def acquire(self) -> float:
-        """Take one slot; returns the modelled seconds waited."""
+        """Take one slot; returns the modelled seconds waited (always 0 on an unmetered portal)."""
         with self._lock:
             self._drain(self.clock.now())
+            if self.metered is False:
+                # Keep the level (capped) so that pacing is exact from the first request if the
+                # portal turns out to be metered after all.
+                self._level = min(self._level + 1, float(self.capacity))
+                return 0.0
             wait = max(0.0, (self._level + 1 - self.capacity) / self.drain)
             self._level += 1  # reserved now, so concurrent callers queue behind us
             self.waited += wait
         self.clock.sleep(wait)
         return wait
 
+    def observe(self, metered: bool) -> None:
+        """What an answer showed: metered (``time.operating`` present) is final; unmetered only
+        applies while nothing has shown the opposite."""
+        with self._lock:
+            if metered:
+                self.metered = True
+            elif self.metered is None:
+                self.metered = False
+
     def fill(self) -> None:
         """The portal said the bucket is full (503): pace the next requests at the drain rate."""
         with self._lock:
+            self.metered = True
             self._drain(self.clock.now())
             self._level = max(self._level, float(self.capacity))
 

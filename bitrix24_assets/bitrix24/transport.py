@@ -172,6 +172,7 @@ class Transport:
         time_scale: float = 1.0,
         timeout: float = 60.0,
         rate_limit: tuple[int, float] = (50, 2.0),
+        metered: bool | None = True,
         operating_limit: float = 480.0,
         max_attempts: int = 6,
         max_budget_waits: int = 15,
@@ -214,6 +215,10 @@ class Transport:
             rate_limit[1],
             self.clock,
         )
+        # metered=None: learn it from the answers (see limits.LeakyBucket); True/False: start as
+        # declared (an answer with time.operating or a QUERY_LIMIT_EXCEEDED still turns pacing on).
+        if metered is not None:
+            self.bucket.observe(metered=metered)
         self.budget = OperatingBudget(self.clock, operating_limit)
         self.max_attempts = max_attempts
         self.max_budget_waits = max_budget_waits
@@ -362,6 +367,7 @@ class Transport:
         t = envelope.time
         if t is None:
             return
+        self.bucket.observe(metered=t.operating is not None)
         self.budget.observe(method, t.operating, t.operating_reset_at, t.finish, t.processing)
         with self.stats._lock:
             if t.operating is not None:

@@ -74,6 +74,17 @@ def test_events_cover_all_calendars_once(sandbox: Any) -> None:
     assert len(keys) == len(parsed)  # one copy per meeting
 
 
+def test_unmetered_portal_calendar_read_is_not_paced(sandbox_factory: Any) -> None:
+    """The instant profile has no bucket and no ``time.operating`` (like a self-hosted portal):
+    pacing its 60+ batches at the cloud's 2 requests/s made a 10k-user read take 77 s."""
+    portal = sandbox_factory(users=2600, tasks=10, events=200)
+    with make(portal) as client:
+        events = list(client.get_events(datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)))
+        assert client.stats.requests > 55  # more than the cloud bucket would let through at once
+        assert client.stats.bucket_wait == 0
+    assert events
+
+
 def test_writes(sandbox_factory: Any) -> None:
     portal = sandbox_factory()
     with make(portal) as client:

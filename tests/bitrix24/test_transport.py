@@ -134,6 +134,46 @@ def test_leaky_bucket_paces_at_the_drain_rate() -> None:
     assert clock.t == pytest.approx(2.0)  # 4 extra requests at 2/s
 
 
+def test_unmetered_portal_is_not_paced_until_it_says_otherwise() -> None:
+    clock = FakeClock()
+    bucket = LeakyBucket(capacity=5, drain_per_second=2.0, clock=clock)  # type: ignore[arg-type]
+    bucket.observe(metered=False)  # an answer without time.operating
+    assert [bucket.acquire() for _ in range(20)] == [0.0] * 20 and clock.t == 0
+    bucket.observe(metered=True)  # operating appeared: paced from now on, from a full bucket
+    bucket.observe(metered=False)  # and a later answer without it does not switch pacing off again
+    assert bucket.acquire() > 0
+
+
+def test_query_limit_switches_pacing_on_for_an_unmetered_portal() -> None:
+    clock = FakeClock()
+    bucket = LeakyBucket(capacity=5, drain_per_second=2.0, clock=clock)  # type: ignore[arg-type]
+    bucket.observe(metered=False)
+    bucket.fill()
+    assert bucket.metered is True and bucket.acquire() > 0
+
+
+@pytest.mark.parametrize(
+    ("plan", "time", "paced"),
+    [
+        ("auto", TIME, False),  # no operating in the answers: a self-hosted-like portal
+        ("auto", {**TIME, "operating": 0.05}, True),  # the cloud's load limiter is on
+        ("cloud", TIME, True),
+        ("self-hosted", {**TIME, "operating": 0.05}, True),  # the answers prove it is metered
+    ],
+)
+def test_plan_and_answers_decide_pacing(plan: str, time: dict[str, float], paced: bool) -> None:
+    c = Bitrix24Client(
+        webhook_url=f"https://{plan}-{len(time)}.example.test/rest/1/{TOKEN}/",  # own shared bucket
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"result": [], "time": time})),
+        time_scale=0.0001,
+        plan=plan,
+        rate_limit=(3, 0.01),  # slow drain: pacing shows as waits even at this time scale
+    )
+    for _ in range(10):
+        c.call("profile")
+    assert (c.stats.bucket_wait > 0) is paced
+
+
 def test_batch_shapes_and_sub_errors() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return ok(
