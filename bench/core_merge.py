@@ -2,7 +2,8 @@
 
 Rounds: first load, the same rows again (must write 0 rows), then 1% of the rows changed (must
 write exactly those). Measured on a fresh embedded Postgres with default (durable) settings, from
-the pydantic rows to the committed transaction, i.e. what an asset pays.
+the pydantic rows to the committed transaction, i.e. what an asset pays. The server settings that
+decide write speed are printed with the figures.
 
 * postgres: PostgresStore (binary COPY into a temp table + core.merge_*_staged)
 * supabase-sql: the RPC functions core.merge_*(p_rows jsonb) the Supabase backend calls, fed with
@@ -31,6 +32,10 @@ EMPLOYEES = 10_000
 TASKS = 100_000
 CHUNK = 5_000
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+# server settings printed with the figures (the ones that decide write speed)
+SHOWN_SETTINGS = (
+    "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "temp_buffers"
+)
 
 
 def employees(n: int) -> list[EmployeeRow]:
@@ -116,9 +121,15 @@ def main() -> None:
             rpc_account = store.add_account(
                 company, "supabase sql path", {"webhook_url": "http://x/rest/1/t/"}
             ).id
+            with psycopg.connect(dsn) as conn:
+                shown = conn.execute(
+                    "select string_agg(name || '=' || current_setting(name), ', ' order by name)"
+                    " from pg_settings where name = any(%s)",
+                    (list(SHOWN_SETTINGS),),
+                ).fetchone()[0]
             print(
-                f"Core merge benchmark: {EMPLOYEES:,} employees + {TASKS:,} tasks, embedded Postgres 18, "
-                "default settings\n"
+                f"Core merge benchmark: {EMPLOYEES:,} employees + {TASKS:,} tasks, embedded Postgres 18 "
+                f"as shipped (EmbeddedPostgres defaults): {shown}\n"
             )
             print(
                 f"{'path':<13} {'round':<16} {'entity':<10} {'rows':>8} {'seconds':>8} {'rows/s':>10} "
