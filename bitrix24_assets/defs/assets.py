@@ -103,6 +103,7 @@ def _read(
         sync_id = store.start_sync(account.id, spec.sync_entity, context.run_id)
         cursor = store.get_cursor(account.id, spec.sync_entity) if spec.cursor else None
         with bitrix24.client_for(account, store) as client:
+            read_started_at = _portal_now(client) if spec.cursor else None
             window = None
             if spec.windowed and window_days is not None:
                 window = event_window(
@@ -137,6 +138,7 @@ def _read(
         full=plan.full,
         cursor_before=cursor,
         window=window.as_cursor() if window else None,
+        read_started_at=read_started_at.isoformat() if read_started_at else None,
     )
     return dg.MaterializeResult(
         value=RawBatch(sync, records),
@@ -320,7 +322,12 @@ def _core_asset(spec: EntitySpec) -> dg.AssetsDefinition:
             started = time.monotonic()
             counts = getattr(store, spec.merge_method)(account_id, mapped.rows, **kwargs)
             merge_seconds = time.monotonic() - started
-            cursor = next_cursor(spec.cursor, mapped.rows, sync.cursor_before) if spec.cursor else sync.window
+            started_at = datetime.fromisoformat(sync.read_started_at) if sync.read_started_at else None
+            cursor = (
+                next_cursor(spec.cursor, mapped.rows, sync.cursor_before, read_started_at=started_at)
+                if spec.cursor
+                else sync.window
+            )
             store.finish_sync(
                 sync_id, status="success", records_fetched=mapped.records_read, counts=counts, cursor=cursor
             )

@@ -33,6 +33,7 @@ class SyncRun:
     run_id: str
     full: bool
     cursor_before: dict[str, Any] | None = None
+    read_started_at: str | None = None  # portal clock (ISO) when an incremental-capable read began
     window: dict[str, str] | None = None
 
 

@@ -6,6 +6,11 @@ it, because Bitrix24 compares ``>=CHANGED_DATE`` with one-second precision and a
 the same second as the last one read would otherwise be skipped. The Bitrix24 client already
 applies its own overlap to ``changed_since``, so ``CursorSpec.overlap`` defaults to zero here and
 only adds to it when an entity needs more.
+
+A record dated after the moment the read started (a portal clock running ahead, or a record
+edited with a future date) must not carry the cursor past that moment: every change saved
+between the read and that future date would then be skipped. So the cursor is capped at the
+portal's own time when the read began (``server.time``), which costs one re-read at worst.
 """
 
 from __future__ import annotations
@@ -34,14 +39,33 @@ class CursorSpec:
 
 
 def next_cursor(
-    spec: CursorSpec, rows: Iterable[Any], previous: Mapping[str, Any] | None
+    spec: CursorSpec,
+    rows: Iterable[Any],
+    previous: Mapping[str, Any] | None,
+    *,
+    read_started_at: datetime | None = None,
 ) -> dict[str, Any] | None:
-    """The cursor to store after a successful sync: max(source time of rows, previous cursor)."""
-    latest = _stored(spec, previous)
+    """The cursor to store after a successful sync.
+
+    Args:
+        spec: the entity's cursor spec.
+        rows: the mapped rows of this read.
+        previous: the cursor the read started from (it never moves backwards).
+        read_started_at: the portal's clock when the read began; source times after it are capped
+            to it (see the module docstring). None: no cap.
+
+    Returns:
+        ``{cursor_key: iso timestamp}``, or None when nothing was ever read.
+    """
+    seen = None
     for row in rows:
         value = getattr(row, spec.row_field, None)
-        if value is not None and (latest is None or value > latest):
-            latest = value
+        if value is not None and (seen is None or value > seen):
+            seen = value
+    if seen is not None and read_started_at is not None and seen > read_started_at:
+        seen = read_started_at
+    before = _stored(spec, previous)
+    latest = max((v for v in (seen, before) if v is not None), default=None)
     return None if latest is None else {spec.cursor_key: latest.isoformat()}
 
 

@@ -38,6 +38,18 @@ def test_cursor_is_largest_source_time_never_now() -> None:
     assert read_since(spec, {"changed_since": "garbage"}) is None
 
 
+def test_cursor_never_passes_the_portal_time_the_read_started() -> None:
+    # a task dated in the future (clock skew, hand-edited date) must not make later edits invisible
+    spec = ENTITIES["tasks"].cursor
+    assert spec is not None
+    started = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    future, past = datetime(2025, 3, 1, 14, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC)
+    capped = next_cursor(spec, [Row(future), Row(past)], None, read_started_at=started)
+    assert capped == {"changed_since": started.isoformat()}
+    uncapped = next_cursor(spec, [Row(past)], None, read_started_at=started)
+    assert uncapped == {"changed_since": past.isoformat()}
+
+
 def test_plans_incremental_full_and_windowed_reads() -> None:
     tasks, users, events = ENTITIES["tasks"], ENTITIES["employees"], ENTITIES["events"]
     cursor = {"changed_since": "2025-02-01T00:00:00+00:00"}
