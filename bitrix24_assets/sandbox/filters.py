@@ -5,6 +5,12 @@ A filter key is ``<prefix><FIELD>`` with the prefixes of reference §6.1/§6.4: 
 ``=%``/``%=`` (LIKE with ``%``/``_`` wildcards), ``!%``, ``!=%``/``!%=``. Values may be arrays
 (``=`` with an array means IN). Unknown fields and prefixes are dropped silently, as Bitrix does.
 
+An array given to an ordered comparison (``>``, ``>=``, ``<``, ``<=``) - typically a batch
+``$result[page][tasks][49][id]`` whose path stopped at the whole (short or empty) page - follows the
+tasks module's ``CTasks::FilterCreate``: one condition per value, ORed; an **empty** array yields no
+SQL, so the condition is dropped; values that are themselves arrays (task rows) cannot be compared
+(PHP 8's ``strlen()`` refuses an array) and match nothing, where the portal would fail the call.
+
 Conditions on ``ID`` also yield an id range so keyset pages bisect to their first row.
 """
 
@@ -118,8 +124,11 @@ def _condition(op: str, field: Field, raw: Any, tz: tzinfo) -> Predicate | None:
         if kind == "ints":
             return lambda row: not any(x in unwanted for x in (get(row) or []))
         return lambda row: value_of(row) not in unwanted
-    ref = converted[0]
-    if ref is None:
+    if not values:
+        return None  # an empty array: FilterCreate builds no SQL, the condition is dropped
+    scalars = [c for v, c in zip(values, converted, strict=True) if not isinstance(v, (list, dict))]
+    refs = [c for c in scalars if c is not None]
+    if not refs:
         return lambda row: False
     compare: Callable[[Any, Any], bool] = {
         ">": lambda a, b: a > b,
@@ -133,8 +142,8 @@ def _condition(op: str, field: Field, raw: Any, tz: tzinfo) -> Predicate | None:
         if v is None or v == "":
             return False
         if kind == "ints":
-            return any(compare(x, ref) for x in v)
-        return compare(v, ref)
+            return any(compare(x, ref) for x in v for ref in refs)
+        return any(compare(v, ref) for ref in refs)
 
     return ordered
 

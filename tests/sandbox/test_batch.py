@@ -91,3 +91,48 @@ def test_case_insensitive_parameter_names_and_methods(sandbox):
 def test_non_string_commands_are_skipped(sandbox):
     body = result(post(sandbox, "batch", {"cmd": {"a": "server.time", "b": {"x": 1}}}))
     assert set(body["result"]) == {"a"} and body["result_error"] == []
+
+
+def test_unresolved_keyset_reference_after_a_short_page_never_crashes(sandbox):
+    """``$result[p0][tasks][49][id]`` after a page of <50 rows substitutes an array into ``>ID``.
+
+    Follows CTasks::FilterCreate: the whole page (arrays of rows) matches nothing; an empty page
+    (``[]``) builds no condition, so only the other conditions apply.
+    """
+    ids = sandbox.state.tasks.ids
+    last = ids[-3]  # p0 returns 2 rows
+    page = "tasks.task.list?order[ID]=asc&select[]=ID&start=-1&filter[>ID]="
+    body = result(
+        post(
+            sandbox,
+            "batch",
+            {
+                "halt": 0,
+                "cmd": {
+                    "p0": page + str(last),
+                    "p1": page + "$result[p0][tasks][49][id]",  # -> the 2 rows: nothing matches
+                    "p2": page + "$result[p1][tasks][49][id]",  # -> [] : the condition is dropped
+                    "p3": page + "$result[p1][tasks][49][id]&filter%5B%3C%3DID%5D=5",
+                },
+            },
+        )
+    )
+    assert body["result_error"] == []
+    assert [int(t["id"]) for t in body["result"]["p0"]["tasks"]] == ids[-2:]
+    assert body["result"]["p1"]["tasks"] == []
+    assert [int(t["id"]) for t in body["result"]["p2"]["tasks"]] == ids[:50]
+    assert [int(t["id"]) for t in body["result"]["p3"]["tasks"]] == [i for i in ids if i <= 5]
+
+
+def test_array_in_an_ordered_comparison_ors_its_values(sandbox):
+    ids = sandbox.state.tasks.ids
+    body = result(
+        post(
+            sandbox,
+            "tasks.task.list",
+            {"order": {"ID": "asc"}, "filter": {">ID": [ids[-2], ids[-4]]}, "select": ["ID"], "start": -1},
+        )
+    )
+    assert [int(t["id"]) for t in body["tasks"]] == ids[-3:]  # ID > a OR ID > b
+    counters = sandbox.admin.counters()
+    assert "INTERNAL_SERVER_ERROR" not in counters["errors"]
