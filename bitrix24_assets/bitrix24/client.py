@@ -369,8 +369,11 @@ class Bitrix24Client:
         return iter(kept.values())
 
     def _group_ids(self) -> list[int]:
+        """Every workgroup's ID. ``IS_ADMIN=Y`` makes an administrator's webhook see invisible
+        groups too (others get the groups they may see; the portal ignores the flag for them)."""
+        params = {"ORDER": {"ID": "ASC"}, "IS_ADMIN": "Y"}
         try:
-            return [int(g["ID"]) for g in self.iter_list("sonet_group.get", {"ORDER": {"ID": "ASC"}})]
+            return [int(g["ID"]) for g in self.iter_list("sonet_group.get", params)]
         except (errors.MethodNotFoundError, errors.ScopeError) as exc:
             log.warning("group calendars skipped on %s: %s", self.portal, exc)
             return []

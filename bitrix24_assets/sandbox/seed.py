@@ -291,7 +291,7 @@ def seed_portal(
     users = max(users, 1)
     _seed_departments(state, rng, users)
     _seed_users(state, rng, users, now)
-    _seed_groups(state, rng, users)
+    _seed_groups(state, rng, users, now)
     _seed_tasks(state, rng, tasks, now)
     _seed_events(state, rng, events, now, utc_offset_hours)
     state.seeded_counts = {
@@ -389,11 +389,23 @@ def _seed_users(state: PortalState, rng: random.Random, count: int, now: float) 
             dept.head = rng.randint(1, count)
 
 
-def _seed_groups(state: PortalState, rng: random.Random, users: int) -> None:
+def _seed_groups(state: PortalState, rng: random.Random, users: int, now: float) -> None:
+    # Flags come from the id, not the rng, so adding them left every other seeded row unchanged.
     for gid in range(1, max(2, min(users // 100, 40)) + 1):
         base = GROUPS[(gid - 1) % len(GROUPS)]
         name = base if gid <= len(GROUPS) else f"{base} {gid}"
-        state.groups[gid] = Group(id=gid, name=name, members=rng.randint(2, 40))
+        state.groups[gid] = Group(
+            id=gid,
+            name=name,
+            members=rng.randint(2, 40),
+            owner_id=1 + (gid * 7) % users,
+            created=now - (400 - gid * 9) * 86400,
+            visible=gid % 5 != 2,  # group 2 is invisible even on the smallest portal
+            opened=gid % 3 != 0,
+            closed=gid % 9 == 0,
+            project=gid % 4 == 0,
+            description=f"{name}: рабочая группа",
+        )
 
 
 def _seed_tasks(state: PortalState, rng: random.Random, count: int, now: float) -> None:

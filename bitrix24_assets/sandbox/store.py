@@ -111,9 +111,18 @@ class Section:
 
 @dataclass(slots=True)
 class Group:
+    """A workgroup/project (``sonet_group.get``); its calendar is ``type=group, ownerId=id``."""
+
     id: int
     name: str
     members: int
+    owner_id: int = 1
+    created: float = 0.0
+    visible: bool = True  # invisible groups are listed to members and, with IS_ADMIN=Y, to admins
+    opened: bool = True  # anyone may join without approval
+    closed: bool = False  # archived
+    project: bool = False
+    description: str = ""
 
 
 @dataclass(slots=True)

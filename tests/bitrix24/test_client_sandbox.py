@@ -55,23 +55,30 @@ def test_every_read_method_returns_exact_data(sandbox: Any) -> None:
 
 
 def test_events_cover_all_calendars_once(sandbox: Any) -> None:
+    """Group calendars are discovered with ``sonet_group.get`` (invisible groups included)."""
     with make(sandbox) as client:
-        groups = sorted(sandbox.state.groups)
-        events = list(
-            client.get_events(
-                datetime.now(UTC) - timedelta(days=400),
-                datetime.now(UTC) + timedelta(days=400),
-                group_ids=groups,
-            )
-        )
+        now = datetime.now(UTC)
+        events = list(client.get_events(now - timedelta(days=400), now + timedelta(days=400)))
     ids = [e["ID"] for e in events]
     assert len(ids) == len(set(ids))
     types = {e["CAL_TYPE"] for e in events}
-    assert {"user", "company_calendar"} <= types
+    assert {"user", "company_calendar", "group"} <= types
+    group_events = {e.id for e in sandbox.state.events.rows.values() if e.cal_type == "group"}
+    assert {int(e["ID"]) for e in events if e["CAL_TYPE"] == "group"} == group_events
+    assert any(not g.visible for g in sandbox.state.groups.values())
     parsed = [CalendarEvent.model_validate(e) for e in events]
     assert all(p.starts_at is not None and p.date_from is not None for p in parsed)  # locale date parsed
     keys = {(p.parent_id or p.id) for p in parsed}
     assert len(keys) == len(parsed)  # one copy per meeting
+
+
+def test_events_of_explicit_groups_only(sandbox: Any) -> None:
+    group = next(e.owner_id for e in sandbox.state.events.rows.values() if e.cal_type == "group")
+    with make(sandbox) as client:
+        now = datetime.now(UTC)
+        window = (now - timedelta(days=400), now + timedelta(days=400))
+        events = list(client.get_events(*window, group_ids=[group]))
+    assert {e["OWNER_ID"] for e in events if e["CAL_TYPE"] == "group"} == {str(group)}
 
 
 def test_unmetered_portal_calendar_read_is_not_paced(sandbox_factory: Any) -> None:

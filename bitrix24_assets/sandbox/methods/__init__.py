@@ -76,6 +76,6 @@ router = MethodRouter()
 
 def load_all() -> MethodRouter:
     """Import every method module so its handlers register (idempotent)."""
-    from . import calendar, department, im, system, tasks, user  # noqa: F401
+    from . import calendar, department, im, sonet_group, system, tasks, user  # noqa: F401
 
     return router

@@ -11,7 +11,17 @@ from typing import Any
 from ..phpquery import truthy, upper_keys
 from . import CallContext, MethodResult, router
 
-ALL_SCOPES = ("basic", "user", "user_basic", "user_brief", "department", "task", "calendar", "im")
+ALL_SCOPES = (
+    "basic",
+    "user",
+    "user_basic",
+    "user_brief",
+    "department",
+    "task",
+    "calendar",
+    "im",
+    "sonet_group",
+)
 
 
 @router.method("profile")
