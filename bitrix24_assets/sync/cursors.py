@@ -50,7 +50,8 @@ def next_cursor(
     Args:
         spec: the entity's cursor spec.
         rows: the mapped rows of this read.
-        previous: the cursor the read started from (it never moves backwards).
+        previous: the cursor the read started from (it never moves backwards, except down to
+            ``read_started_at`` when it was stored ahead of the portal's clock).
         read_started_at: the portal's clock when the read began; source times after it are capped
             to it (see the module docstring). None: no cap.
 
@@ -62,10 +63,10 @@ def next_cursor(
         value = getattr(row, spec.row_field, None)
         if value is not None and (seen is None or value > seen):
             seen = value
-    if seen is not None and read_started_at is not None and seen > read_started_at:
-        seen = read_started_at
     before = _stored(spec, previous)
     latest = max((v for v in (seen, before) if v is not None), default=None)
+    if latest is not None and read_started_at is not None and latest > read_started_at:
+        latest = read_started_at  # also heals a cursor stored ahead of the portal's clock
     return None if latest is None else {spec.cursor_key: latest.isoformat()}
 
 

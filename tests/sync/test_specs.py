@@ -48,6 +48,9 @@ def test_cursor_never_passes_the_portal_time_the_read_started() -> None:
     assert capped == {"changed_since": started.isoformat()}
     uncapped = next_cursor(spec, [Row(past)], None, read_started_at=started)
     assert uncapped == {"changed_since": past.isoformat()}
+    # a cursor stored ahead of the portal's clock (before this cap existed) heals itself
+    healed = next_cursor(spec, [], {"changed_since": future.isoformat()}, read_started_at=started)
+    assert healed == {"changed_since": started.isoformat()}
 
 
 def test_plans_incremental_full_and_windowed_reads() -> None:
