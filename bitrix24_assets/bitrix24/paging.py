@@ -186,10 +186,14 @@ class KeysetPaginator:
         hi: int | None,
         density: float = 1.0,
         max_pages: int = PAGE,
+        last_known_id: int | None = None,
     ) -> None:
         self.spec, self.lo, self.hi = spec, lo, hi
         self.density = max(density, 1e-6)
         self.max_pages = max_pages
+        # Open-ended lane: size batches to the largest ID the probe saw, plus one page for rows
+        # added since, instead of 50 pages whose tail is paid-for garbage (and a late lane).
+        self.last_known_id = last_known_id
         self.done = False
         self._filter = dict(params.get("filter") or {})
         self._rest = {k: v for k, v in params.items() if k not in ("filter", "start", "order", "sort")}
@@ -202,7 +206,10 @@ class KeysetPaginator:
 
     def pages_wanted(self) -> int:
         if self.hi is None:
-            return self.max_pages
+            if self.last_known_id is None:
+                return self.max_pages
+            expected_rows = max(0, self.last_known_id - self.lo) * self.density
+            return max(1, min(self.max_pages, math.ceil(expected_rows / PAGE) + 1))
         expected_rows = (self.hi - self.lo) * self.density
         return max(1, min(self.max_pages, math.ceil(expected_rows / PAGE)))
 
@@ -329,7 +336,7 @@ def _plan(
     for i in range(n):
         a = lo + i * step
         b = None if i == n - 1 else min(max_id, lo + (i + 1) * step)
-        lanes.append(KeysetPaginator(spec, params, a, b, density))
+        lanes.append(KeysetPaginator(spec, params, a, b, density, last_known_id=max_id))
         if b is not None and b >= max_id:
             lanes[-1].hi = None
             break
