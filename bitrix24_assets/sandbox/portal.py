@@ -127,6 +127,8 @@ class Portal:
             seed=self.config.seed,
             anchor=self.anchor,
             utc_offset_hours=self.config.utc_offset_hours,
+            # a pinned anchor date is for determinism; otherwise "today" must not run ahead of the clock
+            not_after=None if self.config.anchor_date else self.clock.now(),
         )
 
     def reset(self) -> None:

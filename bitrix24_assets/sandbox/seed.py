@@ -284,10 +284,18 @@ def seed_portal(
     seed: int,
     anchor: date,
     utc_offset_hours: int = 3,
+    not_after: float | None = None,
 ) -> None:
-    """Fill ``state`` deterministically from ``seed`` and ``anchor`` (the modelled "today")."""
+    """Fill ``state`` deterministically from ``seed`` and ``anchor`` (the modelled "today").
+
+    ``not_after`` (the portal clock at seeding) keeps every seeded date in the past: seeding at
+    09:00 of a day whose 09:00 has not come yet would date some changes in the future, which no
+    real portal does and which would hide later edits from clients reading ``>=CHANGED_DATE``.
+    """
     rng = random.Random(seed)
     now = anchor_timestamp(anchor, utc_offset_hours)
+    if not_after is not None:
+        now = min(now, not_after)
     users = max(users, 1)
     _seed_departments(state, rng, users)
     _seed_users(state, rng, users, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from bitrix24_assets.sandbox.seed import seed_portal
+from bitrix24_assets.sandbox.seed import anchor_timestamp, seed_portal
 from bitrix24_assets.sandbox.store import PortalState
 
 
@@ -49,3 +49,15 @@ def test_tasks_and_events_are_spread_realistically():
     assert all((t.closed_date is not None) == (t.status == 5) for t in tasks)
     kinds = {e.cal_type for e in state.events.rows.values()}
     assert kinds == {"user", "company_calendar", "group"}
+
+
+def test_no_seeded_change_is_dated_after_the_portal_clock():
+    # seeding at 09:00 of a day whose 09:00 has not come yet once dated task changes in the future,
+    # which hid later edits from incremental (>=CHANGED_DATE) reads
+    clock_now = anchor_timestamp(date(2025, 6, 2), 3) - 6 * 3600  # 03:00 local on the anchor day
+    state = PortalState()
+    seed_portal(
+        state, users=50, tasks=2000, events=200, seed=3, anchor=date(2025, 6, 2), not_after=clock_now
+    )
+    assert max(t.changed_date for t in state.tasks.rows.values()) <= clock_now
+    assert max(t.created_date for t in state.tasks.rows.values()) <= clock_now
