@@ -7,11 +7,12 @@ calls through RPC, so both backends behave the same.
 
 from __future__ import annotations
 
-import operator
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 import psycopg
@@ -27,7 +28,7 @@ from .migrator import apply_migrations
 from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 from .secrets import redact_dsn, redact_text
-from .staging import EMPLOYEES, EVENTS, TASKS, Stage, last_wins
+from .staging import EMPLOYEES, EVENTS, TASKS, Stage, fingerprints, last_wins
 from .store import CoreStore, DeletableEntity, Entity, SyncStatus
 
 __all__ = ["PostgresStore"]
@@ -153,18 +154,40 @@ class PostgresStore(CoreStore):
         return self._merge(EVENTS, account_id, rows, [full, start, end])
 
     def _merge(self, stage: Stage, account_id: str, rows: Sequence[Any], args: list[Any]) -> MergeCounts:
+        """One transaction: an account without rows gets a direct COPY into the table; otherwise
+        the fingerprints go first (plan) and full rows follow only for what the plan asks for."""
+        unique = last_wins(rows)
+        hashes = fingerprints(stage, unique)
         placeholders = ", ".join(["%s::uuid", *["%s"] * len(args)])
-        with self._conn() as conn:
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.adapters.register_dumper(_JsonbBytes, _JsonbBytesDumper)
+            cur.adapters.register_dumper(_UuidBytes, _UuidBytesDumper)
+            company_id, _has_rows, direct = cur.execute(
+                "select * from core.begin_merge(%s::uuid, %s)", (account_id, stage.entity)
+            ).fetchone()  # type: ignore[misc]
+            if direct:
+                return MergeCounts(inserted=_copy_direct(cur, stage, account_id, company_id, unique, hashes))
+            cur.execute(
+                f"create temp table {stage.keys_table} (bitrix_id text, source_hash uuid) on commit drop"
+            )
+            with cur.copy(
+                f"copy pg_temp.{stage.keys_table} (bitrix_id, source_hash) from stdin (format binary)"
+            ) as copy:
+                copy.set_types(("text", "uuid"))
+                for row, digest in zip(unique, hashes, strict=True):
+                    copy.write_row((row.bitrix_id, _UuidBytes(digest)))
+            cur.execute(f"select * from {stage.plan_function}({placeholders})", [account_id, *args])
+            wanted = {bitrix_id for (bitrix_id,) in cur.fetchall()}
             conn.execute(f"create temp table {stage.table} of {stage.type_name} on commit drop")
-            with conn.cursor() as cur:
-                columns = ", ".join(("ord", *stage.columns))
+            if wanted:
+                send = [i for i, row in enumerate(unique) if row.bitrix_id in wanted]
+                columns = ", ".join(("ord", *stage.columns, "source_hash"))
                 with cur.copy(f"copy pg_temp.{stage.table} ({columns}) from stdin (format binary)") as copy:
-                    cur.adapters.register_dumper(_JsonbBytes, _JsonbBytesDumper)
                     copy.set_types(stage.pg_types)
-                    for row in _copy_rows(stage, last_wins(rows)):
+                    for row in _copy_rows(stage, [unique[i] for i in send], [hashes[i] for i in send]):
                         copy.write_row(row)
-                cur.execute(f"select * from {stage.staged_function}({placeholders})", [account_id, *args])
-                inserted, updated, unchanged, removed = cur.fetchone()  # type: ignore[misc]
+            cur.execute(f"select * from {stage.staged_function}({placeholders})", [account_id, *args])
+            inserted, updated, unchanged, removed = cur.fetchone()  # type: ignore[misc]
         return MergeCounts(inserted=inserted, updated=updated, unchanged=unchanged, removed=removed)
 
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
@@ -257,20 +280,127 @@ class _JsonbBytesDumper(Dumper):
         return b"\x01" + obj
 
 
-def _copy_rows(stage: Stage, rows: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-    """Tuples in COPY column order. JSON columns are encoded by orjson (several times faster than
-    json.dumps, which would otherwise dominate a 100k-row merge)."""
-    get = operator.attrgetter(*stage.columns)
+class _UuidBytes(bytes):
+    """A 16-byte digest or uuid, dumped as binary uuid as it is (no uuid.UUID objects to build)."""
+
+
+class _UuidBytesDumper(Dumper):
+    """Registered on the merge cursor only: every uuid that cursor COPYs is given as 16 bytes."""
+
+    format = Format.BINARY
+    oid = postgres.types["uuid"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
+
+
+def _copy_rows(stage: Stage, rows: Sequence[Any], hashes: Sequence[bytes]) -> Iterator[tuple[Any, ...]]:
+    """Tuples in COPY column order (``ord``, the stage columns, ``source_hash``). JSON columns are
+    encoded by orjson (several times faster than json.dumps, which would otherwise dominate a
+    100k-row merge). ``ord`` only orders duplicates, which ``last_wins`` already removed."""
     positions = [i for i, c in enumerate(stage.columns) if c in stage.json_columns]
     dumps = orjson.dumps
-    if positions == [len(stage.columns) - 1]:  # the common case: metadata is the last column
-        head = operator.attrgetter(*stage.columns[:-1])
-        last = stage.columns[-1]
-        for ord_, row in enumerate(rows):
-            yield (ord_, *head(row), _JsonbBytes(dumps(getattr(row, last))))
-        return
-    for ord_, row in enumerate(rows):
-        values = list(get(row))
+    for ord_, (row, digest) in enumerate(zip(rows, hashes, strict=True)):
+        values = list(stage.values(row))
         for i in positions:
             values[i] = _JsonbBytes(dumps(values[i]))
-        yield (ord_, *values)
+        yield (ord_, *values, _UuidBytes(digest))
+
+
+# ---- first load: straight into the table ---------------------------------------------------------
+# An account with no stored rows has nothing to compare, remove or link (begin_merge checks that
+# under the merge lock), so its rows are COPYed into the table itself: ids and people are resolved
+# here, and the server's ingest overlaps with building the next rows (psycopg sends the COPY in
+# ~32 kB pieces as rows are written). The rows are the ones merge_*_staged would insert
+# (tests/core/test_fingerprints.py compares both paths).
+_PEOPLE = {
+    "tasks": (("responsible_bitrix_id", "responsible_id"), ("created_by_bitrix_id", "created_by_id")),
+    "calendar_events": (("owner_bitrix_id", "owner_id"), ("created_by_bitrix_id", "created_by_id")),
+}
+
+
+def _copy_direct(
+    cur: psycopg.Cursor[Any],
+    stage: Stage,
+    account_id: str,
+    company_id: UUID,
+    rows: Sequence[Any],
+    hashes: Sequence[bytes],
+) -> int:
+    account = UUID(str(account_id))
+    if stage.entity == "employees":
+        return _copy_employees(cur, account, company_id, rows, hashes)
+    people_cols = _PEOPLE[stage.entity]
+    people = {
+        bitrix_id: _UuidBytes(uid.bytes)
+        for bitrix_id, uid in cur.execute("select * from core.account_people(%s)", (account,)).fetchall()
+    }
+    columns = (
+        "id",
+        "company_id",
+        "integration_account_id",
+        *stage.columns,
+        *(target for _, target in people_cols),
+        "source_hash",
+    )
+    types = ("uuid", "uuid", "uuid", *stage.pg_types[1:-1], *("uuid" for _ in people_cols), "uuid")
+    positions = [i for i, c in enumerate(stage.columns) if c in stage.json_columns]
+    people_pos = [stage.columns.index(source) for source, _ in people_cols]
+    prefix = f"{account}/".encode()
+    company, account_b = _UuidBytes(company_id.bytes), _UuidBytes(account.bytes)
+    md5, dumps, get_person = hashlib.md5, orjson.dumps, people.get
+    with cur.copy(f"copy core.{stage.entity} ({', '.join(columns)}) from stdin (format binary)") as copy:
+        copy.set_types(types)
+        for row, digest in zip(rows, hashes, strict=True):
+            values = list(stage.values(row))
+            resolved = [get_person(values[i]) for i in people_pos]  # type: ignore[arg-type]
+            for i in positions:
+                values[i] = _JsonbBytes(dumps(values[i]))
+            row_id = _UuidBytes(md5(prefix + row.bitrix_id.encode()).digest())  # = core.row_id()
+            copy.write_row((row_id, company, account_b, *values, *resolved, _UuidBytes(digest)))
+    return len(rows)
+
+
+def _copy_employees(
+    cur: psycopg.Cursor[Any], account: UUID, company_id: UUID, rows: Sequence[Any], hashes: Sequence[bytes]
+) -> int:
+    """Employees as merge_employees_staged inserts them: metadata gets the Bitrix link keys."""
+    columns = (
+        "company_id",
+        "email",
+        "full_name",
+        "first_name",
+        "last_name",
+        "position",
+        "phone",
+        "is_active",
+        "metadata",
+        "source_hash",
+    )
+    types = ("uuid", "text", "text", "text", "text", "text", "text", "bool", "jsonb", "uuid")
+    company, account_s, dumps = _UuidBytes(company_id.bytes), str(account), orjson.dumps
+    with cur.copy(f"copy core.employees ({', '.join(columns)}) from stdin (format binary)") as copy:
+        copy.set_types(types)
+        for row, digest in zip(rows, hashes, strict=True):
+            link = {
+                **row.metadata,
+                "bitrix_id": row.bitrix_id,
+                "integration_account_id": account_s,
+                "bitrix_departments": row.departments,
+                "bitrix_active": row.is_active,
+            }
+            copy.write_row(
+                (
+                    company,
+                    row.email,
+                    row.full_name,
+                    row.first_name,
+                    row.last_name,
+                    row.position,
+                    row.phone,
+                    row.is_active,
+                    _JsonbBytes(dumps(link)),
+                    _UuidBytes(digest),
+                )
+            )
+    return len(rows)

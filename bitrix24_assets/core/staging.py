@@ -3,37 +3,66 @@
 Postgres COPYs tuples in this order into ``pg_temp.stage_*``; Supabase sends the same fields as JSON
 objects to ``core.merge_*(p_rows jsonb)``. ``ord`` is the row's position in the batch (the merge
 keeps the last row per bitrix_id).
+
+Every row also carries ``source_hash``, its fingerprint (:func:`fingerprint`): XXH3-128 of the orjson
+encoding of the staged fields in column order, keys sorted, stored as a uuid. Both backends compute
+it here, so a row merged through either one is recognised as unchanged by the other.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+import xxhash
 from pydantic import BaseModel
 
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 
-__all__ = ["EMPLOYEES", "EVENTS", "STAGES", "TASKS", "Stage", "json_rows", "last_wins"]
+__all__ = [
+    "EMPLOYEES",
+    "EVENTS",
+    "STAGES",
+    "TASKS",
+    "Stage",
+    "fingerprint",
+    "fingerprints",
+    "json_rows",
+    "last_wins",
+]
+
+_dumps = orjson.dumps
+_SORTED = orjson.OPT_SORT_KEYS
+_xxh128 = xxhash.xxh3_128_digest
 
 
 class Stage:
     """One entity's staging contract: temp table, input type, columns, merge functions."""
 
-    def __init__(self, entity: str, table: str, type_name: str, columns: Sequence[tuple[str, str]]):
+    def __init__(
+        self, entity: str, table: str, keys_table: str, type_name: str, columns: Sequence[tuple[str, str]]
+    ):
+        short = entity if entity != "calendar_events" else "events"
         self.entity = entity
         self.table = table
+        self.keys_table = keys_table  # (bitrix_id, source_hash) of the whole batch: the plan's input
         self.type_name = type_name
         self.columns = tuple(name for name, _ in columns)
-        self.pg_types = ("int8", *(pg_type for _, pg_type in columns))  # binary COPY types, "ord" first
+        # binary COPY types: "ord" first, the fingerprint last
+        self.pg_types = ("int8", *(pg_type for _, pg_type in columns), "uuid")
         self.json_columns = frozenset(name for name, pg_type in columns if pg_type == "jsonb")
-        self.staged_function = f"core.merge_{entity if entity != 'calendar_events' else 'events'}_staged"
-        self.rpc_function = self.staged_function.removeprefix("core.").removesuffix("_staged")
+        self.values = operator.attrgetter(*self.columns)
+        self.plan_function = f"core.plan_{short}"
+        self.staged_function = f"core.merge_{short}_staged"
+        self.rpc_function = f"merge_{short}"
 
 
 EMPLOYEES = Stage(
     "employees",
     "stage_employees",
+    "stage_employee_keys",
     "core.employee_input",
     [
         ("bitrix_id", "text"),
@@ -51,6 +80,7 @@ EMPLOYEES = Stage(
 TASKS = Stage(
     "tasks",
     "stage_tasks",
+    "stage_task_keys",
     "core.task_input",
     [
         ("bitrix_id", "text"),
@@ -74,6 +104,7 @@ TASKS = Stage(
 EVENTS = Stage(
     "calendar_events",
     "stage_events",
+    "stage_event_keys",
     "core.event_input",
     [
         ("bitrix_id", "text"),
@@ -102,11 +133,30 @@ def last_wins(rows: Sequence[BaseModel]) -> list[BaseModel]:
     return list(by_id.values()) if len(by_id) != len(rows) else list(rows)
 
 
+def fingerprint(stage: Stage, row: BaseModel) -> bytes:
+    """The row's ``source_hash`` (16 bytes, stored as uuid): XXH3-128 of its staged fields as JSON.
+
+    Not a security hash, only change detection: 128 bits make an unnoticed change (two different
+    rows of one bitrix id with one hash) practically impossible, and XXH3 costs ~0.1 µs where md5
+    costs ~0.7 µs per row. Keys are sorted so that a metadata dict built in another order is still
+    the same row.
+    """
+    return _xxh128(_dumps(stage.values(row), option=_SORTED))
+
+
+def fingerprints(stage: Stage, rows: Sequence[BaseModel]) -> list[bytes]:
+    """:func:`fingerprint` of each row (the loop of a 100k-row merge, so locals only)."""
+    values, dumps, xxh128, sort = stage.values, _dumps, _xxh128, _SORTED
+    return [xxh128(dumps(values(row), option=sort)) for row in rows]
+
+
 def json_rows(rows: Sequence[BaseModel], start: int = 0) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts with ``ord`` (for the RPC path); None fields are left out."""
+    """Rows as JSON-ready dicts with ``ord`` and ``source_hash`` (for the RPC path); None fields
+    are left out."""
     out = []
     for i, row in enumerate(rows, start):
         d = row.model_dump(mode="json", exclude_none=True)
         d["ord"] = i
+        d["source_hash"] = fingerprint(STAGES[type(row)], row).hex()
         out.append(d)
     return out

@@ -26,6 +26,7 @@ from bitrix24_assets.core import (
     PostgresStore,
     TaskRow,
 )
+from bitrix24_assets.core.staging import TASKS, fingerprint
 from bitrix24_assets.core.supabase import SupabaseStore
 
 from .conftest import add_portal
@@ -50,11 +51,8 @@ def test_merge_tasks_posts_rpc_with_exact_url_headers_and_body() -> None:
 
     store = mock_store(handler)
     due = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-    counts = store.merge_tasks(
-        ACCOUNT,
-        [TaskRow(bitrix_id="7", title="Ёлка 🎄", deadline=due, responsible_bitrix_id="3")],
-        full=False,
-    )
+    row = TaskRow(bitrix_id="7", title="Ёлка 🎄", deadline=due, responsible_bitrix_id="3")
+    counts = store.merge_tasks(ACCOUNT, [row], full=False)
     assert counts == MergeCounts(inserted=1)
     (request,) = seen
     assert request.method == "POST"
@@ -73,6 +71,8 @@ def test_merge_tasks_posts_rpc_with_exact_url_headers_and_body() -> None:
                 "responsible_bitrix_id": "3",
                 "metadata": {},
                 "ord": 0,
+                # the fingerprint the Postgres backend would COPY for the same row (see test_fingerprints)
+                "source_hash": fingerprint(TASKS, row).hex(),
             }
         ],
         "p_full": False,

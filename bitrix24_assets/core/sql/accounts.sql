@@ -107,3 +107,55 @@ begin
     end if;
 end
 $$;
+
+-- Start a merge of one account's entity: serialise merges of that account+entity for the rest of
+-- the transaction (so the merges' plain INSERTs need no ON CONFLICT) and tell the caller whether the
+-- account has stored rows yet. An account with none can be loaded by a direct COPY into the table
+-- (PostgresStore), unless row-level security applies to the caller (COPY FROM refuses that) or, for
+-- employees, the company has unlinked employees with an e-mail that the merge might have to link.
+create or replace function core.begin_merge(p_account uuid, p_entity text)
+returns table (company_id uuid, has_rows boolean, direct_copy boolean)
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_company uuid := core.account_company(p_account);
+    v_rows boolean;
+    v_direct boolean;
+begin
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('core.' || p_entity),
+                                             pg_catalog.hashtext(p_account::text));
+    if p_entity = 'tasks' then
+        v_rows := exists (select 1 from core.tasks t where t.integration_account_id = p_account);
+    elsif p_entity = 'calendar_events' then
+        v_rows := exists (select 1 from core.calendar_events t where t.integration_account_id = p_account);
+    elsif p_entity = 'employees' then
+        v_rows := exists (
+            select 1 from core.employees e
+            where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+               or e.company_id = v_company and not (e.metadata ? 'bitrix_id') and coalesce(e.email, '') <> '');
+    else
+        raise exception using errcode = '22023', message = format('unknown entity %s', p_entity);
+    end if;
+    v_direct := not v_rows and not pg_catalog.row_security_active(('core.' || p_entity)::regclass);
+    return query select v_company, v_rows, v_direct;
+end
+$$;
+
+-- Bitrix user id -> employee id of one account (what the merges resolve people with in SQL; the
+-- direct first-load COPY resolves them in Python from this map).
+create or replace function core.account_people(p_account uuid)
+returns table (bitrix_id text, id uuid)
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_company uuid := core.account_company(p_account);
+begin
+    return query
+    select e.metadata ->> 'bitrix_id', e.id
+    from core.employees e
+    where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+      and e.metadata ? 'bitrix_id';
+end
+$$;
