@@ -16,6 +16,9 @@ __all__ = ["MASK", "Redactor", "redact"]
 MASK = "***"
 
 _WEBHOOK_PATH = re.compile(r"(/rest/\d+/)([^/?#\s]+)")
+# a mistyped webhook URL (user id missing or not numeric) still carries its code in a segment
+# that ends with "/"; OAuth calls end in the bare method name (``/rest/user.get``) and keep it
+_MISTYPED_WEBHOOK_PATH = re.compile(r"(/rest/)(?!\d+/)([^?#\s\"']*/)")
 _SECRET_PARAMS = re.compile(
     r"((?:^|[?&\s\"'])(?:auth|access_token|refresh_token|client_secret|application_token)"
     r"(?:%5B[^=&]*%5D|\[[^=&\]]*\])?=)([^&#\s\"']+)",
@@ -28,8 +31,11 @@ def redact(text: str) -> str:
 
     >>> redact("https://acme.bitrix24.ru/rest/1/abc123/user.get?auth=xyz")
     'https://acme.bitrix24.ru/rest/1/***/user.get?auth=***'
+    >>> redact("https://acme.bitrix24.ru/rest/abc123/")  # user id forgotten: still a secret
+    'https://acme.bitrix24.ru/rest/***/'
     """
     text = _WEBHOOK_PATH.sub(lambda m: m.group(1) + MASK, text)
+    text = _MISTYPED_WEBHOOK_PATH.sub(lambda m: m.group(1) + MASK + "/", text)
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + MASK, text)
 
 

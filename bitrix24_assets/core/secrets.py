@@ -3,6 +3,8 @@
 A Core DSN carries a password, a Supabase service-role key is a JWT, and Bitrix24 webhook URLs
 carry their token in the path (``/rest/<user>/<token>/``). Every message that leaves ``core``
 passes through :func:`redact_text`, so a vendor message quoting any of them is still safe.
+Bitrix24 URLs are masked by the client layer's :func:`~bitrix24_assets.bitrix24.redaction.redact`,
+the one place that knows their shapes (mistyped webhook URLs included).
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
+from bitrix24_assets.bitrix24.redaction import redact as redact_bitrix24
+
 __all__ = ["redact_dsn", "redact_text", "redact_webhook_url"]
 
-_WEBHOOK_PATH = re.compile(r"(/rest/\d+/)[^/\s\"']+")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(@)", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 _BEARER = re.compile(r"(\b(?:bearer|apikey)[\s:=]+)[\w.~+/-]+", re.IGNORECASE)
-_SECRET_QUERY = re.compile(r"([?&](?:auth|access_token|refresh_token|client_secret|password)=)[^&\s]+")
+_SECRET_QUERY = re.compile(r"([?&]password=)[^&\s]+")
 
 
 def redact_text(text: str) -> str:
@@ -27,7 +30,7 @@ def redact_text(text: str) -> str:
     text = _JWT.sub("***", text)
     text = _BEARER.sub(r"\1***", text)
     text = _SECRET_QUERY.sub(r"\1***", text)
-    return _WEBHOOK_PATH.sub(r"\1***", text)
+    return redact_bitrix24(text)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -45,4 +48,4 @@ def redact_dsn(dsn: str) -> str:
 
 def redact_webhook_url(url: str) -> str:
     """``https://x.bitrix24.ru/rest/1/abc/`` -> ``https://x.bitrix24.ru/rest/1/***/``."""
-    return _WEBHOOK_PATH.sub(r"\1***", url)
+    return redact_bitrix24(url)

@@ -25,6 +25,10 @@ from bitrix24_assets.bitrix24.redaction import Redactor, redact
             "grant_type=refresh_token&refresh_token=***&client_secret=***",
         ),
         ("https://acme.bitrix24.ru/rest/", "https://acme.bitrix24.ru/rest/"),
+        # user id forgotten or mistyped: the code is still a secret
+        ("https://acme.bitrix24.ru/rest/abc123xyz/", "https://acme.bitrix24.ru/rest/***/"),
+        ("https://acme.bitrix24.ru/rest/x1/abc123xyz/", "https://acme.bitrix24.ru/rest/***/"),
+        ("https://acme.bitrix24.ru/rest/abc123xyz/user.get", "https://acme.bitrix24.ru/rest/***/user.get"),
     ],
 )
 def test_redact(raw: str, shown: str) -> None:
