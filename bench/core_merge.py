@@ -5,10 +5,13 @@ write exactly those). Measured on a fresh embedded Postgres with default (durabl
 the pydantic rows to the committed transaction, i.e. what an asset pays. The server settings that
 decide write speed are printed with the figures.
 
-* postgres: PostgresStore (binary COPY into a temp table + core.merge_*_staged)
+* postgres: PostgresStore (first load: binary COPY straight into the tables; reruns: COPY of
+  (bitrix_id, source_hash), core.plan_*, COPY of the rows the plan asks for, core.merge_*_staged)
 * supabase-sql: the RPC functions core.merge_*(p_rows jsonb) the Supabase backend calls, fed with
-  the same JSON chunks SupabaseStore sends (5,000 rows per call), executed over psycopg, so the
-  figure is the database side of the Supabase path without PostgREST/network overhead.
+  the same JSON chunks SupabaseStore sends (5,000 rows per call, each row with its source_hash),
+  executed over psycopg, so the figure is the database side of the Supabase path without
+  PostgREST/network overhead. This is also the "stage every row, compare only hashes" variant of
+  the merge (vs. the postgres path's narrow two-phase one).
 
 Run: ``python -m bench.core_merge``
 """

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 import psycopg
@@ -366,6 +366,7 @@ def _copy_employees(
 ) -> int:
     """Employees as merge_employees_staged inserts them: metadata gets the Bitrix link keys."""
     columns = (
+        "id",
         "company_id",
         "email",
         "full_name",
@@ -377,7 +378,7 @@ def _copy_employees(
         "metadata",
         "source_hash",
     )
-    types = ("uuid", "text", "text", "text", "text", "text", "text", "bool", "jsonb", "uuid")
+    types = ("uuid", "uuid", "text", "text", "text", "text", "text", "text", "bool", "jsonb", "uuid")
     company, account_s, dumps = _UuidBytes(company_id.bytes), str(account), orjson.dumps
     with cur.copy(f"copy core.employees ({', '.join(columns)}) from stdin (format binary)") as copy:
         copy.set_types(types)
@@ -391,6 +392,7 @@ def _copy_employees(
             }
             copy.write_row(
                 (
+                    _UuidBytes(uuid4().bytes),  # what gen_random_uuid() gives, at a tenth of its cost
                     company,
                     row.email,
                     row.full_name,
