@@ -7,7 +7,6 @@ full (mark what disappeared) and which cursor and window it used.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +42,10 @@ class RawBatch:
 
     sync: SyncRun
     records: list[dict[str, Any]]
+    # Set by the IO manager when loading (not stored): where the value came from and how long that
+    # took, reported in the consuming asset's metadata.
+    io_source: str = "memory"
+    io_read_seconds: float = 0.0
 
 
 @dataclass
@@ -53,13 +56,18 @@ class MappedBatch:
     rows: list[Any]
     records_read: int
     rejected: dict[str, int] = field(default_factory=dict)
+    io_source: str = "memory"  # as in RawBatch
+    io_read_seconds: float = 0.0
 
 
-def dump_lines(batch: RawBatch | MappedBatch) -> list[str]:
-    """JSON lines: a header with the sync and counts, then one record or row per line."""
+def dump_lines(batch: RawBatch | MappedBatch) -> list[bytes]:
+    """JSON lines (newline-terminated bytes): a header with the sync and counts, then one record or
+    row per line. orjson throughout: it writes datetimes as RFC 3339 itself, so a row is dumped
+    from its field values without pydantic's serializer (several times faster at 100k rows)."""
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     if isinstance(batch, RawBatch):
         header = {"kind": "raw", "sync": asdict(batch.sync)}
-        body = [orjson.dumps(r).decode() for r in batch.records]
+        body = [dumps(r, option=newline) for r in batch.records]
     else:
         header = {
             "kind": "mapped",
@@ -67,15 +75,17 @@ def dump_lines(batch: RawBatch | MappedBatch) -> list[str]:
             "records_read": batch.records_read,
             "rejected": batch.rejected,
         }
-        body = [row.model_dump_json() for row in batch.rows]
-    return [json.dumps(header), *body]
+        body = [dumps(vars(row), option=newline) for row in batch.rows]
+    return [dumps(header, option=newline), *body]
 
 
-def load_lines(lines: list[str]) -> RawBatch | MappedBatch:
-    """The inverse of ``dump_lines``."""
-    header = json.loads(lines[0])
+def load_lines(data: bytes) -> RawBatch | MappedBatch:
+    """The inverse of ``dump_lines`` (the file's whole content). Mapped rows are validated again:
+    the file may come from an earlier run or have been edited while inspecting a failure."""
+    header_line, _, body_lines = data.partition(b"\n")
+    header = orjson.loads(header_line)
     sync = SyncRun(**header["sync"])
-    body = "[" + ",".join(line for line in lines[1:] if line) + "]"
+    body = b"[" + b",".join(line for line in body_lines.split(b"\n") if line) + b"]"
     if header["kind"] == "raw":
         return RawBatch(sync, orjson.loads(body))
     rows = TypeAdapter(list[ROW_MODELS[sync.entity]]).validate_json(body)  # type: ignore[valid-type]

@@ -17,7 +17,7 @@ from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.jobs import JOBS
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
-from bitrix24_assets.defs.schedules import hourly_sync, nightly_full_sync
+from bitrix24_assets.defs.schedules import events_sync, hourly_sync, nightly_full_sync
 from bitrix24_assets.defs.sensors import accounts_sensor
 
 SANDBOX_TIME_SCALE = 0.001
@@ -41,7 +41,7 @@ def test_defs(core_resource: CoreResource, tmp_path: Path) -> dg.Definitions:
         assets=ALL_ASSETS,
         jobs=JOBS,
         sensors=[accounts_sensor],
-        schedules=[hourly_sync, nightly_full_sync],
+        schedules=[hourly_sync, events_sync, nightly_full_sync],
         resources={
             "core": core_resource,
             "bitrix24": Bitrix24Resource(time_scale=SANDBOX_TIME_SCALE),

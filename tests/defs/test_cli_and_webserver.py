@@ -102,7 +102,11 @@ def test_webserver_lists_assets_partitions_sensors_and_schedules(webserver: str)
     sensors = {s["name"]: s["sensorState"]["status"] for s in repo["sensors"]}
     assert sensors["bitrix24_accounts_sensor"] == "RUNNING"
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]}
-    assert schedules == {"bitrix24_hourly_sync": "RUNNING", "bitrix24_nightly_full_sync": "RUNNING"}
+    assert schedules == {
+        "bitrix24_hourly_sync": "RUNNING",
+        "bitrix24_events_sync": "RUNNING",
+        "bitrix24_nightly_full_sync": "RUNNING",
+    }
     assert {
         "bitrix24_employees_job",
         "bitrix24_tasks_job",

@@ -9,7 +9,7 @@ import dagster as dg
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
-from bitrix24_assets.defs.schedules import hourly_sync, nightly_full_sync
+from bitrix24_assets.defs.schedules import events_sync, hourly_sync, nightly_full_sync
 from bitrix24_assets.defs.sensors import accounts_sensor
 from tests.defs.conftest import add_account
 
@@ -85,11 +85,35 @@ def test_schedules_emit_one_request_per_account_with_per_tick_run_keys(instance:
     assert sorted(r.partition_key for r in first) == ["acc-1", "acc-2"]
     assert len({r.run_key for r in first + second}) == 4  # unique per account and per tick
     assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is False for r in first)
+    # the hourly job does not read calendars (too costly every hour): its config names no event op
+    assert all(set(r.run_config["ops"]) == {"bitrix_users", "bitrix_tasks"} for r in first)
+    assert hourly_sync.job_name == "bitrix24_sync_job"
+
+    events = events_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
+    assert isinstance(events, list) and sorted(r.partition_key for r in events) == ["acc-1", "acc-2"]
+    assert all(set(r.run_config["ops"]) == {"bitrix_events"} for r in events)
+    assert events_sync.job_name == "bitrix24_events_job"
+    assert events_sync.cron_schedule == "15 */6 * * *"
+    assert not {r.run_key for r in events} & {r.run_key for r in first}
 
     nightly = nightly_full_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
     assert isinstance(nightly, list) and len(nightly) == 2
     assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is True for r in nightly)
+    assert all(r.run_config["ops"]["bitrix_events"]["config"]["full"] is True for r in nightly)
+
+
+def test_hourly_job_reads_employees_and_tasks_and_events_have_their_own_job(
+    test_defs: dg.Definitions,
+) -> None:
+    def raw_assets(job: str) -> set[str]:
+        layer = test_defs.resolve_job_def(job).asset_layer
+        return {k.to_user_string() for k in layer.executable_asset_keys if k.path[0].startswith("bitrix_")}
+
+    assert raw_assets("bitrix24_sync_job") == {"bitrix_users", "bitrix_tasks"}
+    assert raw_assets("bitrix24_events_job") == {"bitrix_events"}
+    assert raw_assets("bitrix24_full_sync_job") == {"bitrix_users", "bitrix_tasks", "bitrix_events"}
 
 
 def test_schedules_skip_without_accounts(instance: dg.DagsterInstance) -> None:
     assert isinstance(hourly_sync(dg.build_schedule_context(instance=instance)), dg.SkipReason)
+    assert isinstance(events_sync(dg.build_schedule_context(instance=instance)), dg.SkipReason)

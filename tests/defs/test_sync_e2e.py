@@ -99,11 +99,25 @@ def test_full_sync_matches_sandbox_exactly_and_second_run_writes_nothing(
     }
     assert logs == {("employees", "success"), ("tasks", "success"), ("calendar_events", "success")}
 
-    second = runner.run(account, "bitrix24_sync_job")
-    assert second.success
-    for asset in ("core_employees", "core_tasks", "core_events"):
-        counts = core_counts(second, asset)
+    second = runner.run(account, "bitrix24_sync_job")  # hourly: employees and tasks
+    events_again = runner.run(account, "bitrix24_events_job")  # 6-hourly: the calendar window
+    assert second.success and events_again.success
+    for result, asset in (
+        (second, "core_employees"),
+        (second, "core_tasks"),
+        (events_again, "core_events"),
+    ):
+        counts = core_counts(result, asset)
         assert (counts["inserted"], counts["updated"], counts["removed"]) == (0, 0, 0), asset
+    hourly = {e.asset_key.to_user_string() for e in second.get_asset_materialization_events() if e.asset_key}
+    assert hourly == {
+        "bitrix_users",
+        "mapped_employees",
+        "core_employees",
+        "bitrix_tasks",
+        "mapped_tasks",
+        "core_tasks",
+    }
 
 
 def test_incremental_run_applies_exactly_the_changes_and_full_run_marks_deletions(

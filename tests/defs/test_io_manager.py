@@ -1,0 +1,100 @@
+"""The JSON-lines IO manager: values handed over in memory within a run, files still written
+(0600) and read back whenever the memory copy is absent (a new run re-executing only the merge)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import dagster as dg
+
+from bitrix24_assets.core import CoreStore
+from bitrix24_assets.defs.batches import MappedBatch, RawBatch, dump_lines, load_lines
+from bitrix24_assets.sandbox import SandboxHandle
+from tests.defs.conftest import Runner, add_account
+
+
+def meta(result: dg.ExecuteInProcessResult, node: str, key: str) -> object:
+    (mat,) = result.asset_materializations_for_node(node)
+    return mat.metadata[key].value
+
+
+def test_run_hands_values_over_in_memory_and_still_writes_private_files(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, tmp_path: Path
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url)
+    result = runner.run(account, "bitrix24_tasks_job", full=True)
+    assert result.success
+    assert meta(result, "mapped_tasks", "input_source") == "memory"
+    assert meta(result, "core_tasks", "input_source") == "memory"
+    for asset in ("bitrix_tasks", "mapped_tasks"):
+        path = tmp_path / "storage" / asset / f"{account}.jsonl"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert isinstance(meta(result, asset, "io_write_seconds"), float)
+    raw = load_lines((tmp_path / "storage" / "bitrix_tasks" / f"{account}.jsonl").read_bytes())
+    mapped = load_lines((tmp_path / "storage" / "mapped_tasks" / f"{account}.jsonl").read_bytes())
+    assert isinstance(raw, RawBatch) and len(raw.records) == len(sandbox.state.tasks.rows)
+    assert isinstance(mapped, MappedBatch) and len(mapped.rows) == meta(
+        result, "mapped_tasks", "dagster/row_count"
+    )
+
+
+def test_merge_rerun_in_a_new_run_reads_the_file(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url)
+    assert runner.run(account, "bitrix24_full_sync_job").success
+    job = runner.defs.resolve_job_def("bitrix24_tasks_job")
+    # Only the merge, as a re-execution of a failed merge does: its input is not in memory.
+    rerun = job.execute_in_process(
+        instance=runner.instance,
+        partition_key=account,
+        asset_selection=[dg.AssetKey("core_tasks")],
+        raise_on_error=False,
+    )
+    assert rerun.success
+    assert meta(rerun, "core_tasks", "input_source") == "file"
+    assert meta(rerun, "core_tasks", "unchanged") == len(sandbox.state.tasks.rows)
+    assert meta(rerun, "core_tasks", "sync_log_id") != ""
+
+
+def test_missing_file_fails_with_one_sentence(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, tmp_path: Path
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url)
+    assert runner.run(account, "bitrix24_tasks_job", full=True).success
+    os.unlink(tmp_path / "storage" / "mapped_tasks" / f"{account}.jsonl")
+    rerun = runner.defs.resolve_job_def("bitrix24_tasks_job").execute_in_process(
+        instance=runner.instance,
+        partition_key=account,
+        asset_selection=[dg.AssetKey("core_tasks")],
+        raise_on_error=False,
+    )
+    assert not rerun.success
+    (failure,) = [e for e in rerun.all_events if e.is_step_failure]
+    assert "No stored output of mapped_tasks" in str(failure.step_failure_data.error)
+
+
+def test_stored_rows_read_back_equal_the_mapped_rows(sandbox: SandboxHandle) -> None:
+    from bitrix24_assets.defs.batches import SyncRun
+    from bitrix24_assets.sync import ENTITIES, map_records
+
+    sync = SyncRun("tasks", "acc", "sync", "run", True)
+    records = [
+        {
+            "id": str(t.id),
+            "title": t.title,
+            "status": str(t.status),
+            "priority": "2",
+            "changedDate": "2026-03-22T09:17:25+03:00",
+            "deadline": "2026-04-01T18:00:00Z",
+            "responsibleId": str(t.responsible_id or 0),
+            "tags": ["a"],
+        }
+        for t in list(sandbox.state.tasks.rows.values())[:50]
+    ]
+    rows = map_records(records, ENTITIES["tasks"].mapper).rows
+    batch = MappedBatch(sync, rows, len(records), {})
+    back = load_lines(b"".join(dump_lines(batch)))
+    assert isinstance(back, MappedBatch) and back.rows == rows and back.sync == sync
