@@ -53,6 +53,10 @@ class Service:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # Ctrl-C reaches every process of the terminal's group. A service that shuts down better on
+    # another signal runs in its own session and gets that signal from us instead (uvicorn
+    # re-raises a captured SIGINT after shutdown, which ends in a KeyboardInterrupt traceback).
+    stop_signal: signal.Signals = signal.SIGINT
 
 
 def services(ctx: DevContext) -> list[Service]:
@@ -68,6 +72,7 @@ def services(ctx: DevContext) -> list[Service]:
         Service(
             "webhooks",
             [str(BIN / "bitrix24-webhooks"), "--host", "127.0.0.1", "--port", str(WEBHOOKS_PORT)],
+            stop_signal=signal.SIGTERM,
         ),
     ]
 
@@ -95,9 +100,9 @@ def _wire_outgoing_events(portal: SandboxHandle, dsn: str) -> None:
 
 
 def _stop(procs: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
-    for _, proc in procs:
+    for service, proc in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(service.stop_signal)
     deadline = time.monotonic() + 20
     for _, proc in procs:
         try:
@@ -131,7 +136,11 @@ def main() -> None:
     procs: list[tuple[Service, subprocess.Popen[bytes]]] = []
     try:
         for service in services(ctx):
-            procs.append((service, subprocess.Popen(service.argv, cwd=ROOT, env={**env, **service.env})))
+            own_session = service.stop_signal != signal.SIGINT
+            proc = subprocess.Popen(
+                service.argv, cwd=ROOT, env={**env, **service.env}, start_new_session=own_session
+            )
+            procs.append((service, proc))
         print(
             f"\nSandbox portal:  {portal.base_url} (admin API {portal.base_url}/_sandbox/)\n"
             f"Core:            embedded Postgres in {default_data_dir()}\n"
