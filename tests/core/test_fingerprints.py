@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 import psycopg
@@ -158,10 +159,10 @@ COMPARED = {
     "tasks": "bitrix_id, title, description, status, status_code, priority, deadline, start_date_plan,"
     " end_date_plan, closed_at, created_at_source, changed_at_source, responsible_id, created_by_id,"
     " responsible_bitrix_id, created_by_bitrix_id, group_id, is_deleted, metadata, source_hash, company_id,"
-    " id = md5(integration_account_id::text || '/' || bitrix_id)::uuid",
+    " id = core.row_id(integration_account_id, bitrix_id)",
     "calendar_events": "bitrix_id, name, description, calendar_type, owner_bitrix_id, owner_id, starts_at,"
     " ends_at, all_day, location, created_by_bitrix_id, created_by_id, is_deleted, changed_at_source,"
-    " metadata, source_hash, company_id, id = md5(integration_account_id::text || '/' || bitrix_id)::uuid",
+    " metadata, source_hash, company_id, id = core.row_id(integration_account_id, bitrix_id)",
 }
 
 
@@ -247,3 +248,21 @@ def test_supabase_path_sends_and_stores_the_same_fingerprints(
         changed = [*tasks()[:-1], tasks()[-1].model_copy(update={"title": "new"})]
         assert store.merge_tasks(portal.id, changed, full=True) == MergeCounts(updated=1, unchanged=7)
         assert core_store.merge_tasks(portal.id, changed, full=True) == MergeCounts(unchanged=8)
+
+
+ODD_IDS = ["0", "7", "10000", "999999999999999999", "1000000000000000000", "07", "-1", "1e3", " 5", "abc"]
+ODD_IDS += ["٣", ""]  # a non-ASCII digit, the empty id
+
+
+def test_row_ids_made_in_python_equal_core_row_id(db: psycopg.Connection) -> None:
+    """The first-load COPY makes ids in Python; any id it makes differently from core.row_id()
+    would give one task two ids depending on which path inserted it."""
+    account = "0b8f6a4e-3f5c-4d0a-9a55-1f2e3d4c5b6a"
+    make_id = postgres_backend._row_ids(UUID(account))
+    in_sql = db.execute(
+        "select b, core.row_id(%s::uuid, b) from unnest(%s::text[]) b", (account, ODD_IDS)
+    ).fetchall()
+    assert {b: make_id(b) for b in ODD_IDS} == {b: uid.bytes for b, uid in in_sql}
+    assert len({make_id(b) for b in ODD_IDS}) == len(ODD_IDS)  # canonical and odd forms never share an id
+    # numeric ids of one account are ordered like the Bitrix ids (what makes the load an append)
+    assert sorted(make_id(str(i)) for i in (3, 20, 100, 7)) == [make_id(str(i)) for i in (3, 7, 20, 100)]

@@ -21,12 +21,23 @@ end
 $$;
 
 -- Ids of tasks and events are derived from (account, bitrix id): stable across re-syncs, and
--- md5 is several times cheaper than gen_random_uuid() on builds that read /dev/urandom per call.
+-- cheaper than gen_random_uuid() on builds that read /dev/urandom per call. A canonical numeric
+-- Bitrix id (what tasks and events have) gives md5(account)[first 8 bytes] || the id as 8 bytes:
+-- an account's rows then sit together in the primary key in Bitrix id order, so a load in id
+-- order appends to the btree instead of inserting at random pages (~15% of a first load's server
+-- time, and less WAL). Any other id falls back to md5(account/bitrix id). Rows stored under the
+-- older all-md5 ids keep them (ids are only made on insert). The SDK computes the same value
+-- (postgres.row_id); tests/core/test_fingerprints.py checks that both agree.
 create or replace function core.row_id(p_account uuid, p_bitrix_id text)
 returns uuid
 language sql immutable parallel safe  -- no SET clause: it must stay inlinable
 as $$
-    select pg_catalog.md5(p_account::text || '/' || p_bitrix_id)::uuid;
+    select case
+        when p_bitrix_id ~ '^(0|[1-9][0-9]{0,17})$'
+            then (pg_catalog.left(pg_catalog.md5(p_account::text), 16)
+                  || pg_catalog.lpad(pg_catalog.to_hex(p_bitrix_id::bigint), 16, '0'))::uuid
+        else pg_catalog.md5(p_account::text || '/' || p_bitrix_id)::uuid
+    end;
 $$;
 
 create or replace function core.ensure_company(p_name text)
