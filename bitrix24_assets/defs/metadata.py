@@ -92,12 +92,22 @@ def preview(entity: str, rows: Sequence[BaseModel]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def stats_metadata(stats: Any) -> dict[str, Any]:
-    """Client statistics (requests, retries, rate-limit answers and waits) as metadata; no secrets."""
+def stats_snapshot(stats: Any) -> dict[str, Any]:
+    """The client's cumulative statistics now (``{}`` for a client without them)."""
     as_dict = getattr(stats, "as_dict", None)
-    if not callable(as_dict):
+    return as_dict() if callable(as_dict) else {}
+
+
+def stats_metadata(stats: Any, since: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Client statistics (requests, retries, rate-limit answers and waits) as metadata; no secrets.
+
+    ``since``: a ``stats_snapshot`` taken before this step's reads; the client is shared by the
+    steps of a run, so a step reports only what happened after it.
+    """
+    raw = stats_snapshot(stats)
+    if not raw:
         return {}
-    raw = as_dict()
+    base = since or {}
     keys = {
         "requests": "bitrix24_requests",
         "retries": "bitrix24_retries",
@@ -105,4 +115,11 @@ def stats_metadata(stats: Any) -> dict[str, Any]:
         "bucket_wait_s": "rate_limit_wait_seconds",
         "budget_wait_s": "operating_budget_wait_seconds",
     }
-    return {out: raw[key] for key, out in keys.items() if isinstance(raw.get(key), int | float)}
+    numbers = {key: value for key, value in raw.items() if isinstance(value, int | float)}
+    return {out: _minus(numbers[key], base.get(key)) for key, out in keys.items() if key in numbers}
+
+
+def _minus(value: int | float, base: Any) -> int | float:
+    if not isinstance(base, int | float):
+        return value
+    return value - base if isinstance(value, int) else round(value - base, 3)

@@ -70,6 +70,26 @@ class Bitrix24Resource(dg.ConfigurableResource):
     time_scale: float = 1.0
     timeout_seconds: float = 60.0
 
+    # account id -> the client shared by the steps of this run; see ``run_client``.
+    _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def run_client(self, account: IntegrationAccount, core: CoreStore) -> Any:
+        """The account's client for this run, built on first use and closed at the end of the run.
+
+        The steps of a run share one process (``in_process_executor``), and building a client costs
+        ~40 ms (httpx client, SSL context), a visible share of an hourly run with nothing to do.
+        One client per run also keeps one rate-limit bucket per portal within the run.
+        """
+        client = self._clients.get(account.id)
+        if client is None:
+            client = self._clients[account.id] = self.client_for(account, core)
+        return client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
     def client_for(self, account: IntegrationAccount, core: CoreStore) -> Any:
         """A ``Bitrix24Client`` for ``account``; raises ``MissingCredentialsError`` without any.
 

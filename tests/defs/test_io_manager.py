@@ -1,5 +1,6 @@
 """The JSON-lines IO manager: values handed over in memory within a run, files still written
-(0600) and read back whenever the memory copy is absent (a new run re-executing only the merge)."""
+(0600) and read back whenever the memory copy is absent (a new run re-executing only the merge);
+mapped rows are stored as a header and re-derived from the raw file of the same sync."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from bitrix24_assets.core import CoreStore
-from bitrix24_assets.defs.batches import MappedBatch, RawBatch, dump_lines, load_lines
+from bitrix24_assets.defs.batches import DERIVED, MappedBatch, RawBatch, dump_lines, load_lines, read_header
 from bitrix24_assets.sandbox import SandboxHandle
 from tests.defs.conftest import Runner, add_account
 
@@ -33,11 +34,13 @@ def test_run_hands_values_over_in_memory_and_still_writes_private_files(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert isinstance(meta(result, asset, "io_write_seconds"), float)
     raw = load_lines((tmp_path / "storage" / "bitrix_tasks" / f"{account}.jsonl").read_bytes())
-    mapped = load_lines((tmp_path / "storage" / "mapped_tasks" / f"{account}.jsonl").read_bytes())
     assert isinstance(raw, RawBatch) and len(raw.records) == len(sandbox.state.tasks.rows)
-    assert isinstance(mapped, MappedBatch) and len(mapped.rows) == meta(
-        result, "mapped_tasks", "dagster/row_count"
-    )
+    # The mapped file is one header line: its rows are re-derived from the raw file when needed.
+    mapped = (tmp_path / "storage" / "mapped_tasks" / f"{account}.jsonl").read_bytes()
+    header = read_header(mapped)
+    assert mapped.count(b"\n") == 1 and header["kind"] == DERIVED
+    assert header["rows"] == meta(result, "mapped_tasks", "dagster/row_count")
+    assert header["sync"] == {**header["sync"], "sync_id": raw.sync.sync_id}
 
 
 def test_merge_rerun_in_a_new_run_reads_the_file(
@@ -74,6 +77,26 @@ def test_missing_file_fails_with_one_sentence(
     assert not rerun.success
     (failure,) = [e for e in rerun.all_events if e.is_step_failure]
     assert "No stored output of mapped_tasks" in str(failure.step_failure_data.error)
+
+
+def test_merge_rerun_refuses_raw_records_of_a_later_sync(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, tmp_path: Path
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url)
+    assert runner.run(account, "bitrix24_tasks_job", full=True).success
+    mapped_file = tmp_path / "storage" / "mapped_tasks" / f"{account}.jsonl"
+    earlier = mapped_file.read_bytes()
+    assert runner.run(account, "bitrix24_tasks_job").success  # a later sync overwrites both files
+    mapped_file.write_bytes(earlier)  # the earlier mapped header, next to the later raw records
+    rerun = runner.defs.resolve_job_def("bitrix24_tasks_job").execute_in_process(
+        instance=runner.instance,
+        partition_key=account,
+        asset_selection=[dg.AssetKey("core_tasks")],
+        raise_on_error=False,
+    )
+    assert not rerun.success
+    (failure,) = [e for e in rerun.all_events if e.is_step_failure]
+    assert "belong to a later sync than mapped_tasks" in str(failure.step_failure_data.error)
 
 
 def test_stored_rows_read_back_equal_the_mapped_rows(sandbox: SandboxHandle) -> None:
