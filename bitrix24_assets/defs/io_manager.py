@@ -84,7 +84,8 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                 fh.writelines(dump_lines(obj))
         tmp.replace(path)
         self._sweep()
-        self._handoff[(context.run_id, path)] = obj
+        if isinstance(obj, MappedBatch):  # raw records are mapped in their own step: nobody loads them
+            self._handoff[(context.run_id, path)] = obj
         # Rides on the materialization event (no extra event): the bench's IO-manager share.
         context.add_output_metadata({"io_write_seconds": round(time.perf_counter() - started, 3)})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
@@ -119,7 +120,7 @@ def test_employee_checks_fail_on_planted_ghost_and_duplicate(
     account = add_account(core_store, sandbox.webhook_url)
     good = runner.run(account, "bitrix24_employees_job")
     assert good.success
-    batch = good.output_for_node("mapped_employees")
+    batch = good.output_for_node("bitrix_users", "mapped_employees")  # read and mapped in one step
     assert all(r.passed for r in evaluate_checks(core_store, account, "employees", batch))
 
     # plant: the same Bitrix user linked twice (under another company) -> a duplicate; and an
@@ -147,3 +148,30 @@ def test_employee_checks_fail_on_planted_ghost_and_duplicate(
         "core_employees_no_duplicate_bitrix_ids": False,
         "core_employees_count_matches_source": False,
     }
+
+
+def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str, monkeypatch: Any
+) -> None:
+    """The blocking check of ``mapped_tasks`` (mapped in the read's step) stops ``core_tasks``."""
+    from collections import Counter
+
+    import bitrix24_assets.defs.assets as assets_module
+    from bitrix24_assets.sync import MappingResult
+
+    def all_malformed(records: Any, mapper: Any) -> MappingResult[Any]:
+        records = list(records)
+        return MappingResult([], Counter({"missing ID (planted)": len(records)}), len(records))
+
+    account = add_account(core_store, sandbox.webhook_url)
+    monkeypatch.setattr(assets_module, "map_records", all_malformed)
+    result = runner.run(account, "bitrix24_tasks_job", full=True)
+    assert not result.success
+    by_name = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert by_name["mapped_tasks_mostly_valid"].passed is False
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "core_tasks" not in materialized and {"bitrix_tasks", "mapped_tasks"} <= materialized
+    logs = query(
+        core_dsn, "select status, error from core.integration_sync_logs where run_id = %s", result.run_id
+    )
+    assert [status for status, _ in logs] == ["failed"] and "Too many malformed tasks" in logs[0][1]

@@ -16,8 +16,12 @@ from bitrix24_assets.sandbox import SandboxHandle
 from tests.defs.conftest import Runner, add_account
 
 
-def meta(result: dg.ExecuteInProcessResult, node: str, key: str) -> object:
-    (mat,) = result.asset_materializations_for_node(node)
+def meta(result: dg.ExecuteInProcessResult, asset: str, key: str) -> object:
+    (mat,) = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(asset)
+    ]
     return mat.metadata[key].value
 
 
