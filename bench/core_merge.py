@@ -37,7 +37,8 @@ CHUNK = 5_000
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 # server settings printed with the figures (the ones that decide write speed)
 SHOWN_SETTINGS = (
-    "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "temp_buffers"
+    "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "temp_buffers",
+    "wal_buffers", "max_wal_size", "wal_compression",
 )
 
 

@@ -94,3 +94,11 @@ def test_grants_go_to_service_role_when_it_exists(core_server: EmbeddedPostgres)
             " has_function_privilege('public', 'core.merge_tasks(uuid, jsonb, boolean)', 'execute')"
         ).fetchone()
     assert can == (True, True, False)
+
+
+def test_embedded_server_runs_with_the_shipped_wal_buffers(db: psycopg.Connection) -> None:
+    """DEFAULT_SETTINGS reach the server even when a caller passes its own settings (the tests'
+    FAST_SETTINGS): a first load's WAL otherwise overflows the 4 MB default and the loading
+    backend writes it out 8 kB at a time."""
+    assert db.execute("show wal_buffers").fetchone() == ("32MB",)
+    assert db.execute("show fsync").fetchone() == ("off",)  # the caller's settings still apply
