@@ -65,22 +65,28 @@ class MappedBatch:
 
 
 def dump_lines(batch: RawBatch | MappedBatch) -> list[bytes]:
-    """JSON lines (newline-terminated bytes): a header with the sync and counts, then one record or
-    row per line. orjson throughout: it writes datetimes as RFC 3339 itself, so a row is dumped
-    from its field values without pydantic's serializer (several times faster at 100k rows)."""
+    """Two newline-terminated JSON lines: a header with the sync and counts, then every record
+    (or row) as one JSON array (``"layout": "array"`` in the header).
+
+    One ``orjson.dumps`` of the whole list instead of one per record: 100k task records (82 MB)
+    take ~0.08 s instead of ~0.53 s, most of what writing a cold run's raw files cost. The file
+    is still one header line to read first; ``jq '.[0]'`` on the second line shows a record.
+    orjson writes datetimes as RFC 3339 itself, so a row is dumped from its field values
+    without pydantic's serializer."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     if isinstance(batch, RawBatch):
-        header = {"kind": "raw", "sync": asdict(batch.sync)}
-        body = [dumps(r, option=newline) for r in batch.records]
+        header = {"kind": "raw", "layout": "array", "sync": asdict(batch.sync)}
+        body = dumps(batch.records, option=newline)
     else:
         header = {
             "kind": "mapped",
+            "layout": "array",
             "sync": asdict(batch.sync),
             "records_read": batch.records_read,
             "rejected": batch.rejected,
         }
-        body = [dumps(vars(row), option=newline) for row in batch.rows]
-    return [dumps(header, option=newline), *body]
+        body = dumps([vars(row) for row in batch.rows], option=newline)
+    return [dumps(header, option=newline), body]
 
 
 def dump_mapped_header(batch: MappedBatch) -> bytes:
@@ -112,7 +118,10 @@ def load_lines(data: bytes) -> RawBatch | MappedBatch:
     header_line, _, body_lines = data.partition(b"\n")
     header = orjson.loads(header_line)
     sync = SyncRun(**header["sync"])
-    body = b"[" + b",".join(line for line in body_lines.split(b"\n") if line) + b"]"
+    if header.get("layout") == "array":
+        body = body_lines.strip() or b"[]"
+    else:  # one record per line: files written before the array layout (kept up to 24 h)
+        body = b"[" + b",".join(line for line in body_lines.split(b"\n") if line) + b"]"
     if header["kind"] == "raw":
         return RawBatch(sync, orjson.loads(body))
     rows = TypeAdapter(list[ROW_MODELS[sync.entity]]).validate_json(body)  # type: ignore[valid-type]

@@ -125,3 +125,23 @@ def test_stored_rows_read_back_equal_the_mapped_rows(sandbox: SandboxHandle) -> 
     batch = MappedBatch(sync, rows, len(records), {})
     back = load_lines(b"".join(dump_lines(batch)))
     assert isinstance(back, MappedBatch) and back.rows == rows and back.sync == sync
+
+
+def test_raw_file_is_a_header_and_one_array_and_older_per_line_files_still_load() -> None:
+    from bitrix24_assets.defs.batches import SyncRun
+
+    sync = SyncRun("tasks", "acc", "sync", "run", True)
+    records = [{"id": "1", "title": "a\nb"}, {"id": "2", "tags": [{"x": 1}, {"y": 2}]}]
+    data = b"".join(dump_lines(RawBatch(sync, records)))
+    assert data.count(b"\n") == 2 and read_header(data)["layout"] == "array"
+    back = load_lines(data)
+    assert isinstance(back, RawBatch) and back.records == records and back.sync == sync
+    empty = load_lines(b"".join(dump_lines(RawBatch(sync, []))))
+    assert isinstance(empty, RawBatch) and empty.records == []
+    # the layout written before this change: a header without "layout", one record per line
+    import orjson
+
+    old = orjson.dumps({"kind": "raw", "sync": vars(sync)}) + b"\n"
+    old += b"".join(orjson.dumps(r) + b"\n" for r in records)
+    before = load_lines(old)
+    assert isinstance(before, RawBatch) and before.records == records
