@@ -6,13 +6,18 @@ task whose ID was already passed can be edited; a later task's ``changedDate`` m
 cursor past that edit, so the cursor never exceeds the portal time at which the read started
 (``time.start`` of its first response, via ``client.stats.server_now`` before the read).
 
-Usage (what the Dagster layer calls)::
+Usage on raw records::
 
     cursor = TaskCursor.load(stored)                      # None -> full read
     started = client.stats.server_now                      # portal clock before the read, may be None
     for task in client.get_tasks(select=..., changed_since=cursor.since):
         cursor.observe(task)
     store(cursor.advance(started).dump())
+
+:func:`advance_cursor` is the rule itself; the sync layer applies it to mapped rows
+(``bitrix24_assets.sync.cursors.next_cursor``), so both read the same way. A cursor stored ahead
+of the portal's clock (written before the cap existed, or by a clock-skewed host) is pulled back
+to the read's start instead of hiding every later edit.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TaskCursor"]
+__all__ = ["TaskCursor", "advance_cursor"]
 
 
 def _parse(value: Any) -> datetime | None:
@@ -33,6 +38,25 @@ def _parse(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+def advance_cursor(
+    previous: datetime | None, seen: datetime | None, read_started_at: datetime | None
+) -> datetime | None:
+    """The cursor to store after a read: ``max(previous, seen)``, never past ``read_started_at``.
+
+    Args:
+        previous: the cursor the read started from (None before the first sync).
+        seen: the largest source change time read (None when nothing was read).
+        read_started_at: the portal's clock when the read began; None means no cap.
+
+    Returns:
+        The new cursor, or None when there was none and nothing was read.
+    """
+    latest = max((v for v in (previous, seen) if v is not None), default=None)
+    if latest is not None and read_started_at is not None and latest > read_started_at:
+        latest = read_started_at.astimezone(latest.tzinfo)
+    return latest
 
 
 @dataclass
@@ -56,13 +80,8 @@ class TaskCursor:
 
     def advance(self, server_started_at: float | None = None) -> TaskCursor:
         """The cursor to store: max seen, but never past the portal time the read started."""
-        latest = self.latest
-        if latest is not None and server_started_at is not None:
-            cap = datetime.fromtimestamp(server_started_at, UTC)
-            if latest > cap:
-                latest = cap.astimezone(latest.tzinfo)
-        if self.since is not None and (latest is None or latest < self.since):
-            latest = self.since  # never move backwards
+        cap = datetime.fromtimestamp(server_started_at, UTC) if server_started_at is not None else None
+        latest = advance_cursor(self.since, self.latest, cap)
         return TaskCursor(since=latest, latest=latest, key=self.key)
 
     def dump(self) -> dict[str, str] | None:

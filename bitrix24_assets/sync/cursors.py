@@ -11,6 +11,8 @@ A record dated after the moment the read started (a portal clock running ahead, 
 edited with a future date) must not carry the cursor past that moment: every change saved
 between the read and that future date would then be skipped. So the cursor is capped at the
 portal's own time when the read began (``server.time``), which costs one re-read at worst.
+The rule is the client's :func:`~bitrix24_assets.bitrix24.cursors.advance_cursor`; this module
+applies it to mapped rows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from bitrix24_assets.bitrix24.cursors import advance_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +62,9 @@ def next_cursor(
     Returns:
         ``{cursor_key: iso timestamp}``, or None when nothing was ever read.
     """
-    seen = None
-    for row in rows:
-        value = getattr(row, spec.row_field, None)
-        if value is not None and (seen is None or value > seen):
-            seen = value
-    before = _stored(spec, previous)
-    latest = max((v for v in (seen, before) if v is not None), default=None)
-    if latest is not None and read_started_at is not None and latest > read_started_at:
-        latest = read_started_at  # also heals a cursor stored ahead of the portal's clock
+    times = (getattr(row, spec.row_field, None) for row in rows)
+    seen = max((t for t in times if t is not None), default=None)
+    latest = advance_cursor(_stored(spec, previous), seen, read_started_at)
     return None if latest is None else {spec.cursor_key: latest.isoformat()}
 
 
