@@ -1,7 +1,8 @@
 """Where intermediate records live between assets, chosen on purpose: they are personal data.
 
 ``bitrix_*`` and ``mapped_*`` outputs hold names, e-mails and phone numbers. They are written as
-JSON lines to ``$DAGSTER_HOME/storage/bitrix24/<asset>/<account id>.jsonl`` (readable, so a failed
+a header line plus one JSON array to ``$DAGSTER_HOME/storage/bitrix24/<asset>/<account id>.jsonl``
+(readable, so a failed
 merge can be inspected; one file per partition, overwritten by the partition's next run) and
 every file older than ``retention_hours`` (default 24) is deleted whenever anything is written.
 The directory must be on disk only the Dagster services can read; in a multi-container
