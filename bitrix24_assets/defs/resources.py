@@ -15,7 +15,9 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from bitrix24_assets.bitrix24 import Bitrix24Client, OAuthCredentials
 from bitrix24_assets.core import CoreSettings, CoreStore, IntegrationAccount, open_store
+from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 
 
 class CoreResource(dg.ConfigurableResource):
@@ -71,9 +73,9 @@ class Bitrix24Resource(dg.ConfigurableResource):
     timeout_seconds: float = 60.0
 
     # account id -> the client shared by the steps of this run; see ``run_client``.
-    _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _clients: dict[str, Bitrix24Client] = PrivateAttr(default_factory=dict)
 
-    def run_client(self, account: IntegrationAccount, core: CoreStore) -> Any:
+    def run_client(self, account: IntegrationAccount, core: CoreStore) -> Bitrix24Client:
         """The account's client for this run, built on first use and closed at the end of the run.
 
         The steps of a run share one process (``in_process_executor``), and building a client costs
@@ -90,14 +92,12 @@ class Bitrix24Resource(dg.ConfigurableResource):
             client.close()
         self._clients.clear()
 
-    def client_for(self, account: IntegrationAccount, core: CoreStore) -> Any:
+    def client_for(self, account: IntegrationAccount, core: CoreStore) -> Bitrix24Client:
         """A ``Bitrix24Client`` for ``account``; raises ``MissingCredentialsError`` without any.
 
         OAuth tokens refreshed by the client are written back to the account row, so the next run
         starts from the fresh refresh token.
         """
-        from bitrix24_assets.bitrix24 import Bitrix24Client, OAuthCredentials
-
         if account.webhook_url:
             return Bitrix24Client(
                 webhook_url=account.webhook_url, time_scale=self.time_scale, timeout=self.timeout_seconds
@@ -150,8 +150,6 @@ def build_resources() -> dict[str, Any]:
         time_scale=float(os.environ.get("BITRIX24_TIME_SCALE", "1.0")),
         timeout_seconds=float(os.environ.get("BITRIX24_TIMEOUT_SECONDS", "60")),
     )
-    from bitrix24_assets.defs.io_manager import JsonLinesIOManager
-
     return {"core": core, "bitrix24": bitrix24, "io_manager": JsonLinesIOManager.from_env()}
 
 
