@@ -23,6 +23,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from bitrix24_assets.gc_pause import cyclic_gc_paused
+
 from .errors import translate_errors
 from .migrator import apply_migrations
 from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
@@ -165,9 +167,10 @@ class PostgresStore(CoreStore):
     def _merge(self, stage: Stage, account_id: str, rows: Sequence[Any], args: list[Any]) -> MergeCounts:
         """One transaction: an account without rows gets a direct COPY into the table; otherwise
         the fingerprints go first (plan) and full rows follow only for what the plan asks for."""
-        unique = last_wins(rows)
         placeholders = ", ".join(["%s::uuid", *["%s"] * len(args)])
-        with self._conn() as conn, conn.cursor() as cur:
+        # a loop over every row while all of them are alive: see bitrix24_assets.gc_pause
+        with cyclic_gc_paused(), self._conn() as conn, conn.cursor() as cur:
+            unique = last_wins(rows)
             cur.adapters.register_dumper(_JsonbBytes, _JsonbBytesDumper)
             cur.adapters.register_dumper(_UuidBytes, _UuidBytesDumper)
             company_id, _has_rows, direct = cur.execute(

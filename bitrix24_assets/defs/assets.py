@@ -12,10 +12,7 @@ to employee ids, so employees must be there first.
 ``multi_asset``, op named ``bitrix_<raw>``): see ``_read_and_map_asset`` for why.
 """
 
-import gc
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -269,8 +266,7 @@ def _map(
     context: dg.AssetExecutionContext, spec: EntitySpec, core: CoreResource, raw: RawBatch, check_name: str
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
-    with _cyclic_gc_paused():
-        result = map_records(raw.records, spec.mapper)
+    result = map_records(raw.records, spec.mapper)
     map_seconds = time.perf_counter() - started
     rejected = dict(result.rejected.most_common())
     check = mostly_valid(rejected, result.records_read)
@@ -385,24 +381,6 @@ def _core_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         )
 
     return merged
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while mapping a read.
-
-    Mapping allocates a few objects per record while the whole read (100k dicts) is alive, so
-    Python's generational collector keeps walking every live record again: about a quarter of
-    the mapping time. Records and rows hold no reference cycles (refcounting frees them), so
-    pausing the collector for the loop loses nothing; it is re-enabled right after.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def build_entity_assets(spec: EntitySpec) -> list[dg.AssetsDefinition]:

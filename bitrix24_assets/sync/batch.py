@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from bitrix24_assets.gc_pause import cyclic_gc_paused
 from bitrix24_assets.sync.rejection import Rejection
 
 RowT = TypeVar("RowT")
@@ -45,16 +46,17 @@ def map_records(records: Iterable[Any], mapper: Callable[[Any], RowT | Rejection
     """
     result: MappingResult[RowT] = MappingResult()
     seen: set[str] = set()
-    for record in records:
-        result.records_read += 1
-        mapped = mapper(record)
-        if isinstance(mapped, Rejection):
-            result.rejected[mapped.reason] += 1
-            continue
-        key: str = mapped.bitrix_id  # type: ignore[attr-defined]
-        if key in seen:
-            result.rejected[DUPLICATE_REASON] += 1
-            continue
-        seen.add(key)
-        result.rows.append(mapped)
+    with cyclic_gc_paused():  # a quarter of the mapping time otherwise: see bitrix24_assets.gc_pause
+        for record in records:
+            result.records_read += 1
+            mapped = mapper(record)
+            if isinstance(mapped, Rejection):
+                result.rejected[mapped.reason] += 1
+                continue
+            key: str = mapped.bitrix_id  # type: ignore[attr-defined]
+            if key in seen:
+                result.rejected[DUPLICATE_REASON] += 1
+                continue
+            seen.add(key)
+            result.rows.append(mapped)
     return result
