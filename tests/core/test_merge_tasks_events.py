@@ -109,6 +109,26 @@ def test_duplicate_tasks_in_a_batch_last_wins(
     assert core_store.duplicate_bitrix_ids(portal.id, "tasks") == 0
 
 
+def test_duplicate_check_counts_when_no_unique_index_guards_the_table(
+    core_store: PostgresStore, portal: Portal, db: psycopg.Connection
+) -> None:
+    """With the unique index the check trusts it; a Core without it (a platform-made table, an
+    index dropped or invalid) gets the rows counted, so planted duplicates are found."""
+    core_store.merge_tasks(portal.id, [task("1"), task("2")], full=True)
+    assert db.execute("select core.bitrix_id_is_unique('tasks')").fetchone()[0] is True
+    db.execute("drop index core.tasks_account_bitrix_key")
+    assert db.execute("select core.bitrix_id_is_unique('tasks')").fetchone()[0] is False
+    assert core_store.duplicate_bitrix_ids(portal.id, "tasks") == 0
+    db.execute(
+        "insert into core.tasks (company_id, integration_account_id, bitrix_id)"
+        " select company_id, integration_account_id, bitrix_id from core.tasks where bitrix_id = '1'"
+    )
+    assert core_store.duplicate_bitrix_ids(portal.id, "tasks") == 1
+    # a unique index on other columns proves nothing about (account, bitrix id)
+    db.execute("create unique index tasks_odd on core.tasks (id, bitrix_id)")
+    assert core_store.duplicate_bitrix_ids(portal.id, "tasks") == 1
+
+
 def test_same_bitrix_ids_in_two_companies_stay_apart(
     core_store: PostgresStore, db: psycopg.Connection
 ) -> None:

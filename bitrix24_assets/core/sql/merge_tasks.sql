@@ -25,6 +25,13 @@ declare
     v_rows boolean;
 begin
     select b.company_id, b.has_rows into v_company, v_rows from core.begin_merge(p_account, 'tasks') b;
+    -- a temp table has no statistics: without them the planner expects ~1,000 keys and hashes all
+    -- of the account's stored rows even for a one-row batch (an incremental sync, a webhook):
+    -- 30-60 ms on 100k tasks instead of one index probe. A full batch is joined with all stored
+    -- rows anyway (FULL JOIN), so only partial ones are sampled.
+    if not p_full then
+        analyze pg_temp.stage_task_keys;
+    end if;
     drop table if exists pg_temp.merge_tasks_plan;
     create temp table merge_tasks_plan (bitrix_id text, target_id uuid, remove boolean) on commit drop;
     if not v_rows then

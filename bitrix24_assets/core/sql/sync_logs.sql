@@ -57,10 +57,35 @@ returns integer
 language sql stable
 set search_path = ''
 as $$
+    -- the condition is tasks_unresolved_people's predicate (migration 0005): keep them equal
     select count(*)::integer from core.tasks t
-    where t.integration_account_id = p_account and not t.is_deleted
+    where t.integration_account_id = p_account
+      and not t.is_deleted
       and ((t.responsible_bitrix_id is not null and t.responsible_id is null)
         or (t.created_by_bitrix_id is not null and t.created_by_id is null));
+$$;
+
+-- Whether core.<p_table> has a valid, immediate unique index on exactly
+-- (integration_account_id, bitrix_id) with no predicate: then two rows of one account cannot share
+-- a Bitrix id, and the duplicate check need not count (a 100k-row GROUP BY, ~50 ms after every
+-- merge). A Core whose table lacks the index (created by the platform before these migrations,
+-- the index dropped or left invalid by a failed concurrent build) is counted row by row.
+create or replace function core.bitrix_id_is_unique(p_table text)
+returns boolean
+language sql stable
+set search_path = ''
+as $$
+    select exists (
+        select 1
+        from pg_catalog.pg_index i
+        where i.indrelid = to_regclass('core.' || p_table)
+          and i.indisunique and i.indisvalid and i.indimmediate and i.indpred is null
+          and i.indexprs is null
+          and i.indnkeyatts = 2
+          and (select array_agg(a.attname::text order by k.ord)
+               from unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
+               join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+               where k.ord <= 2) = array['integration_account_id', 'bitrix_id']);
 $$;
 
 create or replace function core.duplicate_bitrix_ids(p_account uuid, p_entity text)
@@ -76,6 +101,8 @@ begin
             select e.metadata ->> 'bitrix_id' from core.employees e
             where e.metadata ->> 'integration_account_id' = p_account::text and e.metadata ? 'bitrix_id'
             group by 1 having count(*) > 1) d;
+    elsif p_entity in ('tasks', 'calendar_events') and core.bitrix_id_is_unique(p_entity) then
+        v_count := 0;  -- the unique index rules duplicates out (see core.bitrix_id_is_unique)
     elsif p_entity = 'tasks' then
         select count(*)::integer into v_count from (
             select t.bitrix_id from core.tasks t where t.integration_account_id = p_account
