@@ -2,17 +2,18 @@
 
 ``bitrix_<raw>``    reads the account's records with the client (full or since the cursor);
 ``mapped_<entity>`` validates and maps them (rejections counted by reason, masked preview,
-                    a blocking check that stops the merge when most records are malformed);
+                    a check that stops the merge when most records are malformed);
 ``core_<entity>``   merges into Core, closes the sync-log row, reports inserted / updated /
                     unchanged / removed and runs the per-account checks.
 ``core_tasks`` and ``core_events`` also depend on ``core_employees``: the merge resolves people
 to employee ids, so employees must be there first.
 
-``bitrix_<raw>`` and ``mapped_<entity>`` are materialised by one step (a two-output
-``multi_asset``, op named ``bitrix_<raw>``): see ``_read_and_map_asset`` for why.
+The three assets of an entity are materialised by one step (a subsettable ``multi_asset``, op
+named ``bitrix_<raw>``): see ``_entity_asset`` for why and how a single asset still runs alone.
 """
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from bitrix24_assets.defs.batches import ROW_MODELS, MappedBatch, RawBatch, Sync
 from bitrix24_assets.defs.checks import checks_for, evaluate_checks, mostly_valid
 from bitrix24_assets.defs.config import EventsConfig, SyncConfig
 from bitrix24_assets.defs.failures import TRANSIENT_RETRY, fail_sync
+from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.metadata import column_schema, preview, stats_metadata, stats_snapshot
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
@@ -178,60 +180,142 @@ def _progress_logger(
     return log
 
 
-def _read_and_map_asset(spec: EntitySpec) -> dg.AssetsDefinition:
-    """``bitrix_<raw>`` and ``mapped_<entity>`` in one step (two assets, two outputs).
+# ------------------------------------------------------------------------------------------ the step
 
-    Mapping is pure and follows every read, so a step of its own only added Dagster's fixed cost
-    per step (start/success/input events, the input's partition checks and data-version lookups:
-    ~0.15 s on Postgres storage, a tenth of an hourly run with nothing to do). Both assets and
-    the edge between them stay as they were; the raw records are still written for inspection,
-    the mapped value still goes through the IO manager to ``core_<entity>``, so a failed merge is
-    re-executed without reading Bitrix24 again. The op keeps the raw asset's name, so run config
-    stays ``ops: {bitrix_<raw>: {config: ...}}``.
+
+def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
+    """``bitrix_<raw>``, ``mapped_<entity>`` and ``core_<entity>`` materialised by one step.
+
+    Three assets with their edges, one op (named ``bitrix_<raw>``, so run config stays
+    ``ops: {bitrix_<raw>: {config: ...}}``). Every step of a run costs Dagster a fixed amount
+    whatever it does (start/success and input events, partition checks, data-version lookups:
+    0.1-0.15 s), and the read, the mapping and the merge of an entity always run together, so a
+    step each only added that cost: about a sixth of an hourly run with nothing to do.
+
+    The op is subsettable, so each asset can still be materialised on its own; an unselected
+    upstream value is loaded from the IO manager's stored files instead of being computed:
+    ``core_<entity>`` alone re-merges the last stored read without calling Bitrix24 (what to do
+    after a failed merge), ``mapped_<entity>`` alone re-maps the stored raw records. A retry of
+    the step (``TRANSIENT_RETRY``, e.g. Core was down during the merge) takes the raw records this
+    run already stored instead of reading the portal again.
     """
-    check_name = f"{mapped_key(spec)}_mostly_valid"
-    # AssetOut, not AssetSpec: a spec's output is typed Nothing, and these outputs carry values.
-    raw_out = dg.AssetOut(
-        group_name=GROUP,
-        kinds={"bitrix24"},
-        description=(
-            f"Raw records of `{spec.bitrix_method}` for one Bitrix24 account, exactly as returned "
-            f"(scope `{spec.scope}`). "
-            + (
-                "Reads a calendar window (30 days back, 90 ahead by default)."
-                if spec.windowed
-                else "Incremental since the last successful sync unless `full` is set."
-                if spec.cursor
-                else "Always read in full."
-            )
+    raw_k, mapped_k, core_k = raw_key(spec), mapped_key(spec), core_key(spec)
+    check_name = f"{mapped_k}_mostly_valid"
+    model = ROW_MODELS[spec.entity]
+    people = [core_key(ENTITIES[e]) for e in spec.depends_on]
+    # AssetOut, not AssetSpec: a spec's output is typed Nothing, and raw/mapped outputs carry values
+    # (stored by the IO manager). Outputs are optional so that a subset yields only its own.
+    outs = {
+        raw_k: dg.AssetOut(
+            group_name=GROUP,
+            kinds={"bitrix24"},
+            is_required=False,
+            description=(
+                f"Raw records of `{spec.bitrix_method}` for one Bitrix24 account, exactly as returned "
+                f"(scope `{spec.scope}`). "
+                + (
+                    "Reads a calendar window (30 days back, 90 ahead by default)."
+                    if spec.windowed
+                    else "Incremental since the last successful sync unless `full` is set."
+                    if spec.cursor
+                    else "Always read in full."
+                )
+            ),
+            metadata={"bitrix_method": spec.bitrix_method, "select": ", ".join(spec.select)},
         ),
-        metadata={"bitrix_method": spec.bitrix_method, "select": ", ".join(spec.select)},
-    )
-    mapped_out = dg.AssetOut(
-        group_name=GROUP,
-        kinds={"python", "pydantic"},
-        description=(
-            f"{spec.entity.capitalize()} mapped to Core rows (`{ROW_MODELS[spec.entity].__name__}`). "
-            "Records that cannot be mapped are counted by reason, never fail the run."
+        mapped_k: dg.AssetOut(
+            group_name=GROUP,
+            kinds={"python", "pydantic"},
+            is_required=False,
+            description=(
+                f"{spec.entity.capitalize()} mapped to Core rows (`{model.__name__}`). Records that "
+                "cannot be mapped are counted by reason; when most are malformed the merge is not run."
+            ),
+            metadata={"dagster/column_schema": column_schema(model)},
         ),
-        metadata={"dagster/column_schema": column_schema(ROW_MODELS[spec.entity])},
-    )
+        core_k: dg.AssetOut(
+            group_name=GROUP,
+            kinds={"postgres"},
+            is_required=False,
+            dagster_type=dg.Nothing,
+            freshness_policy=CORE_FRESHNESS,
+            description=(
+                f"`{spec.table}` rows of one account, merged through the Core SDK. Reports inserted / "
+                "updated / unchanged / removed; writes a row to `core.integration_sync_logs` with the run id."
+            ),
+            metadata={"dagster/table_name": spec.table, "dagster/column_schema": column_schema(model)},
+        ),
+    }
+    check_specs = [
+        dg.AssetCheckSpec(
+            check_name,
+            asset=mapped_k,
+            description="At most 20% of the records read are malformed; otherwise the merge is not run "
+            "(the API probably changed shape).",
+        ),
+        *(
+            dg.AssetCheckSpec(c.name(spec.entity), asset=core_k, description=c.description)
+            for c in checks_for(spec.entity)
+        ),
+    ]
     common: dict[str, Any] = dict(
-        name=raw_key(spec),
-        outs={raw_key(spec): raw_out, mapped_key(spec): mapped_out},
-        internal_asset_deps={mapped_key(spec): {dg.AssetKey(raw_key(spec))}},
+        name=raw_k,
+        outs=outs,
+        # core_<entity> also waits for the employees it resolves people to
+        deps=people,
+        internal_asset_deps={
+            raw_k: set(),
+            mapped_k: {dg.AssetKey(raw_k)},
+            core_k: {dg.AssetKey(mapped_k), *(dg.AssetKey(k) for k in people)},
+        },
         partitions_def=integration_accounts,
         retry_policy=TRANSIENT_RETRY,
-        check_specs=[
-            dg.AssetCheckSpec(
-                check_name,
-                asset=mapped_key(spec),
-                blocking=True,
-                description="At most 20% of the records read are malformed; otherwise the merge is blocked "
-                "(the API probably changed shape).",
-            )
-        ],
+        check_specs=check_specs,
+        can_subset=True,
     )
+
+    def sync(
+        context: dg.AssetExecutionContext,
+        full: bool,
+        window_days: tuple[int, int] | None,
+        core: CoreResource,
+        bitrix24: Bitrix24Resource,
+        io_manager: JsonLinesIOManager,
+    ) -> Iterator[dg.MaterializeResult]:
+        selected = {key.to_user_string() for key in context.selected_asset_keys}
+        raw: RawBatch | None = None
+        if raw_k in selected:
+            raw = _stored_by_this_run(context, io_manager, raw_k)  # a retry: do not read again
+            if raw is None:
+                read = _read(context, spec, full, window_days, core, bitrix24)
+                raw = read.value
+                yield read
+            else:
+                yield dg.MaterializeResult(
+                    asset_key=raw_k,
+                    value=raw,
+                    metadata={"dagster/row_count": len(raw.records), "read": "this run's first try"},
+                )
+        mapped: MappedBatch | None = None
+        if mapped_k in selected or (core_k in selected and raw is not None):
+            if raw is None:
+                raw = io_manager.load_stored(raw_k, context.partition_key)
+            mapped, result, passed = _map(context, spec, core, raw, check_name)
+            if mapped_k in selected:
+                yield result
+            if not passed and core_k in selected:
+                raise dg.Failure(
+                    description=(
+                        f"The merge into {spec.table} was not run: most {spec.entity} records read "
+                        f"from Bitrix24 are malformed ({mapped.rejected}); see {mapped_k}'s check."
+                    ),
+                    allow_retries=False,
+                )
+        if core_k in selected:
+            if mapped is None:
+                mapped = io_manager.load_stored(mapped_k, context.partition_key)
+            yield _merge(context, spec, core, mapped)
+
     if spec.windowed:
 
         @dg.multi_asset(**common)
@@ -240,23 +324,40 @@ def _read_and_map_asset(spec: EntitySpec) -> dg.AssetsDefinition:
             config: EventsConfig,
             core: CoreResource,
             bitrix24: Bitrix24Resource,
+            io_manager: dg.ResourceParam[JsonLinesIOManager],
         ):
             days = (config.calendar_days_back, config.calendar_days_ahead)
-            raw = _read(context, spec, config.full, days, core, bitrix24)
-            yield raw
-            yield _map(context, spec, core, raw.value, check_name)
+            yield from sync(context, config.full, days, core, bitrix24, io_manager)
 
         return read_window
 
     @dg.multi_asset(**common)
     def read_all(  # type: ignore[no-untyped-def]
-        context: dg.AssetExecutionContext, config: SyncConfig, core: CoreResource, bitrix24: Bitrix24Resource
+        context: dg.AssetExecutionContext,
+        config: SyncConfig,
+        core: CoreResource,
+        bitrix24: Bitrix24Resource,
+        io_manager: dg.ResourceParam[JsonLinesIOManager],
     ):
-        raw = _read(context, spec, config.full, None, core, bitrix24)
-        yield raw
-        yield _map(context, spec, core, raw.value, check_name)
+        yield from sync(context, config.full, None, core, bitrix24, io_manager)
 
     return read_all
+
+
+def _stored_by_this_run(
+    context: dg.AssetExecutionContext, io_manager: JsonLinesIOManager, asset: str
+) -> RawBatch | None:
+    """The raw records this run already stored (only a retry of the step has any)."""
+    if context.retry_number == 0:
+        return None
+    try:
+        stored = io_manager.load_stored(asset, context.partition_key)
+    except dg.Failure:
+        return None
+    if not isinstance(stored, RawBatch) or stored.sync.run_id != context.run_id:
+        return None
+    context.log.info(f"Retry: merging the {len(stored.records):,} records this run already read.")
+    return stored
 
 
 # ------------------------------------------------------------------------------------------ mapping
@@ -264,7 +365,8 @@ def _read_and_map_asset(spec: EntitySpec) -> dg.AssetsDefinition:
 
 def _map(
     context: dg.AssetExecutionContext, spec: EntitySpec, core: CoreResource, raw: RawBatch, check_name: str
-) -> dg.MaterializeResult:
+) -> tuple[MappedBatch, dg.MaterializeResult, bool]:
+    """Map the raw records; the batch, its materialization (with the check) and whether it passed."""
     started = time.perf_counter()
     result = map_records(raw.records, spec.mapper)
     map_seconds = time.perf_counter() - started
@@ -280,9 +382,11 @@ def _map(
             )
         except Exception as exc:
             context.log.warning(f"Could not record the failure in Core ({type(exc).__name__}).")
-    return dg.MaterializeResult(
+    mapped = MappedBatch(raw.sync, result.rows, result.records_read, rejected)
+    mapped.io_source, mapped.io_read_seconds = raw.io_source, raw.io_read_seconds
+    materialization = dg.MaterializeResult(
         asset_key=mapped_key(spec),
-        value=MappedBatch(raw.sync, result.rows, result.records_read, rejected),
+        value=mapped,
         metadata={
             "dagster/row_count": len(result.rows),
             "records_read": result.records_read,
@@ -294,101 +398,83 @@ def _map(
             "io_read_seconds": round(raw.io_read_seconds, 3),
         },
         check_results=[
-            dg.AssetCheckResult(check_name=check_name, passed=check.passed, metadata=check.metadata)
+            dg.AssetCheckResult(
+                asset_key=mapped_key(spec),
+                check_name=check_name,
+                passed=check.passed,
+                metadata=check.metadata,
+            )
         ],
     )
+    return mapped, materialization, bool(check.passed)
 
 
 # ------------------------------------------------------------------------------------------ merging
 
 
-def _core_asset(spec: EntitySpec) -> dg.AssetsDefinition:
-    model = ROW_MODELS[spec.entity]
-
-    @dg.asset(
-        name=core_key(spec),
-        ins={"mapped": dg.AssetIn(mapped_key(spec))},
-        deps=[core_key(ENTITIES[e]) for e in spec.depends_on],
-        partitions_def=integration_accounts,
-        group_name=GROUP,
-        kinds={"postgres"},
-        retry_policy=TRANSIENT_RETRY,
-        freshness_policy=CORE_FRESHNESS,
-        description=(
-            f"`{spec.table}` rows of one account, merged through the Core SDK. Reports inserted / "
-            "updated / unchanged / removed; writes a row to `core.integration_sync_logs` with the run id."
-        ),
-        check_specs=[
-            dg.AssetCheckSpec(c.name(spec.entity), asset=core_key(spec), description=c.description)
-            for c in checks_for(spec.entity)
-        ],
-        metadata={"dagster/table_name": spec.table, "dagster/column_schema": column_schema(model)},
-    )
-    def merged(
-        context: dg.AssetExecutionContext, core: CoreResource, mapped: MappedBatch
-    ) -> dg.MaterializeResult:
-        began = time.perf_counter()
-        store = core.get_store()
-        sync = mapped.sync
-        account_id = context.partition_key
-        sync_id: str | None = sync.sync_id
-        try:
-            if sync.run_id != context.run_id:  # inputs stored by an earlier run: log this merge separately
-                sync_id = store.start_sync(account_id, spec.sync_entity, context.run_id)
-            kwargs: dict[str, Any] = {"full": sync.full}
-            if spec.windowed and sync.window:
-                kwargs["window"] = (
-                    datetime.fromisoformat(sync.window["date_from"]),
-                    datetime.fromisoformat(sync.window["date_to"]),
-                )
-            started = time.monotonic()
-            counts = getattr(store, spec.merge_method)(account_id, mapped.rows, **kwargs)
-            merge_seconds = time.monotonic() - started
-            started_at = datetime.fromisoformat(sync.read_started_at) if sync.read_started_at else None
-            cursor = (
-                next_cursor(spec.cursor, mapped.rows, sync.cursor_before, read_started_at=started_at)
-                if spec.cursor
-                else sync.window
+def _merge(
+    context: dg.AssetExecutionContext, spec: EntitySpec, core: CoreResource, mapped: MappedBatch
+) -> dg.MaterializeResult:
+    """Merge the rows, close the sync-log row, advance the cursor and run the per-account checks."""
+    began = time.perf_counter()
+    store = core.get_store()
+    sync = mapped.sync
+    account_id = context.partition_key
+    sync_id: str | None = sync.sync_id
+    try:
+        if sync.run_id != context.run_id:  # rows read by an earlier run: log this merge separately
+            sync_id = store.start_sync(account_id, spec.sync_entity, context.run_id)
+        kwargs: dict[str, Any] = {"full": sync.full}
+        if spec.windowed and sync.window:
+            kwargs["window"] = (
+                datetime.fromisoformat(sync.window["date_from"]),
+                datetime.fromisoformat(sync.window["date_to"]),
             )
-            store.finish_sync(
-                sync_id, status="success", records_fetched=mapped.records_read, counts=counts, cursor=cursor
-            )
-            account = store.get_account(account_id)
-            if account.status == "error":
-                store.set_account_status(account_id, "active", None)
-                context.log.info(f"Account {account_id} is healthy again (status back to active).")
-        except Exception as exc:
-            fail_sync(context, store, None, sync_id, exc, f"merging into {spec.table}", mark_account=False)
-        checks_began = time.perf_counter()
-        check_results = evaluate_checks(store, account_id, spec.entity, mapped)
-        checks_seconds = time.perf_counter() - checks_began
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": counts.inserted + counts.updated + counts.unchanged,
-                "inserted": counts.inserted,
-                "updated": counts.updated,
-                "unchanged": counts.unchanged,
-                "removed": counts.removed,
-                "full": sync.full,
-                "merge_seconds": round(merge_seconds, 3),
-                "sync_log_id": sync_id,
-                "checks_seconds": round(checks_seconds, 3),
-                "sync_log_seconds": round(checks_began - began - merge_seconds, 3),
-                "input_source": mapped.io_source,
-                "io_read_seconds": round(mapped.io_read_seconds, 3),
-            },
-            check_results=check_results,
+        started = time.monotonic()
+        counts = getattr(store, spec.merge_method)(account_id, mapped.rows, **kwargs)
+        merge_seconds = time.monotonic() - started
+        started_at = datetime.fromisoformat(sync.read_started_at) if sync.read_started_at else None
+        cursor = (
+            next_cursor(spec.cursor, mapped.rows, sync.cursor_before, read_started_at=started_at)
+            if spec.cursor
+            else sync.window
         )
+        store.finish_sync(
+            sync_id, status="success", records_fetched=mapped.records_read, counts=counts, cursor=cursor
+        )
+        account = store.get_account(account_id)
+        if account.status == "error":
+            store.set_account_status(account_id, "active", None)
+            context.log.info(f"Account {account_id} is healthy again (status back to active).")
+    except Exception as exc:
+        fail_sync(context, store, None, sync_id, exc, f"merging into {spec.table}", mark_account=False)
+    checks_began = time.perf_counter()
+    selected_checks = {key.name for key in context.selected_asset_check_keys}
+    check_results = [
+        r for r in evaluate_checks(store, account_id, spec.entity, mapped) if r.check_name in selected_checks
+    ]
+    checks_seconds = time.perf_counter() - checks_began
+    return dg.MaterializeResult(
+        asset_key=core_key(spec),
+        metadata={
+            "dagster/row_count": counts.inserted + counts.updated + counts.unchanged,
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "removed": counts.removed,
+            "full": sync.full,
+            "merge_seconds": round(merge_seconds, 3),
+            "sync_log_id": sync_id,
+            "checks_seconds": round(checks_seconds, 3),
+            "sync_log_seconds": round(checks_began - began - merge_seconds, 3),
+            "input_source": mapped.io_source,
+            "io_read_seconds": round(mapped.io_read_seconds, 3),
+        },
+        check_results=check_results,
+    )
 
-    return merged
 
-
-def build_entity_assets(spec: EntitySpec) -> list[dg.AssetsDefinition]:
-    """``bitrix_<raw>`` -> ``mapped_<entity>`` (one step) -> ``core_<entity>`` for one spec."""
-    return [_read_and_map_asset(spec), _core_asset(spec)]
-
-
-ALL_ASSETS: list[dg.AssetsDefinition] = [a for spec in ENTITIES.values() for a in build_entity_assets(spec)]
+ALL_ASSETS: list[dg.AssetsDefinition] = [_entity_asset(spec) for spec in ENTITIES.values()]
 
 
 @dg.definitions

@@ -98,6 +98,7 @@ def evaluate_checks(
             result = dg.AssetCheckResult(passed=False, metadata={"error": type(exc).__name__})
         results.append(
             dg.AssetCheckResult(
+                asset_key=f"core_{entity}",
                 check_name=check.name(entity),
                 passed=result.passed,
                 metadata=result.metadata,

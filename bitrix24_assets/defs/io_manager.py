@@ -2,19 +2,18 @@
 
 ``bitrix_*`` and ``mapped_*`` outputs hold names, e-mails and phone numbers. They are written as
 a header line plus one JSON array to ``$DAGSTER_HOME/storage/bitrix24/<asset>/<account id>.jsonl``
-(readable, so a failed
-merge can be inspected; one file per partition, overwritten by the partition's next run) and
+(readable, so a failed merge can be inspected; one file per partition, overwritten by the
+partition's next run) and
 every file older than ``retention_hours`` (default 24) is deleted whenever anything is written.
 The directory must be on disk only the Dagster services can read; in a multi-container
 deployment point ``BITRIX24_STORAGE_DIR`` at a volume shared by the run workers.
 
-Within one run the value is also handed to the downstream step in memory (all steps of a run
-share one process, ``in_process_executor``): parsing 100k records back from the file and
-validating 100k rows again cost more than reading them from the portal. The file is still
-written first and is the source whenever the memory copy is absent: a re-execution of the
-failed steps (a new run), a step retried after its input was consumed, another executor. The
-handoff holds each value until its one consumer loads it, so the raw records are released once
-mapped; whatever is left is dropped when the run ends.
+Within a run nothing is read back: the read, the mapping and the merge of an entity are one
+step (``assets._entity_asset``) and hand their values over in memory. The files are read when a
+step materialises only part of an entity (``core_<entity>`` alone after a failed merge,
+``mapped_<entity>`` alone), when a retried step takes the records its first try read
+(:meth:`JsonLinesIOManager.load_stored`), and by any asset of the platform's own that takes one
+of these assets as an input (:meth:`JsonLinesIOManager.load_input`).
 
 A ``mapped_*`` output is stored as a header only (sync, counts, rejections): its rows are a pure
 function of the raw records of the same sync, so a new run re-derives them by mapping the raw
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
 
 from bitrix24_assets.defs.batches import (
     DERIVED,
@@ -57,9 +55,6 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
     base_dir: str
     retention_hours: float = DEFAULT_RETENTION_HOURS
 
-    # (run id, file path) -> the value handed over in this process; see the module docstring.
-    _handoff: dict[tuple[str, Path], Any] = PrivateAttr(default_factory=dict)
-
     @classmethod
     def from_env(cls) -> JsonLinesIOManager:
         return cls(
@@ -71,7 +66,10 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         key = context.asset_partition_key if context.has_asset_partitions else "__all__"
-        return Path(self.base_dir, *context.asset_key.path, f"{key}.jsonl")
+        return self._file(context.asset_key, key)
+
+    def _file(self, asset_key: dg.AssetKey, partition_key: str) -> Path:
+        return Path(self.base_dir, *asset_key.path, f"{partition_key}.jsonl")
 
     def handle_output(self, context: dg.OutputContext, obj: RawBatch | MappedBatch) -> None:
         started = time.perf_counter()
@@ -85,30 +83,29 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                 fh.writelines(dump_lines(obj))
         tmp.replace(path)
         self._sweep()
-        if isinstance(obj, MappedBatch):  # raw records are mapped in their own step: nobody loads them
-            self._handoff[(context.run_id, path)] = obj
         # Rides on the materialization event (no extra event): the bench's IO-manager share.
         context.add_output_metadata({"io_write_seconds": round(time.perf_counter() - started, 3)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        started = time.perf_counter()
-        path = self._path(context)
-        value = self._handoff.pop((_run_id(context), path), None)
-        if value is None:
-            value = self._load_file(context, path)
-        # The consuming asset reports this in its own metadata (an input observation would be an
-        # extra event-log write per step).
-        value.io_read_seconds = time.perf_counter() - started
-        return value
+        key = context.asset_partition_key if context.has_asset_partitions else "__all__"
+        return self.load_stored(context.asset_key, key)
 
-    def _load_file(self, context: dg.InputContext, path: Path) -> RawBatch | MappedBatch:
-        data = self._read(context.asset_key.to_user_string(), path)
+    def load_stored(self, asset_key: dg.AssetKey | str, partition_key: str) -> RawBatch | MappedBatch:
+        """The stored value of ``asset_key`` for one partition (account), as ``handle_output`` got it.
+
+        Raises a one-sentence ``dg.Failure`` when the file is gone (retention) or, for a mapped
+        value, when the raw file beside it belongs to another sync."""
+        started = time.perf_counter()
+        key = dg.AssetKey.from_user_string(asset_key) if isinstance(asset_key, str) else asset_key
+        path = self._file(key, partition_key)
+        data = self._read(key.to_user_string(), path)
         header = read_header(data)
-        batch = self._derive_mapped(context, header, path) if header["kind"] == DERIVED else load_lines(data)
+        batch = self._derive_mapped(key, header, path) if header["kind"] == DERIVED else load_lines(data)
         batch.io_source = "file"
+        batch.io_read_seconds = time.perf_counter() - started
         return batch
 
-    def _derive_mapped(self, context: dg.InputContext, header: dict[str, Any], path: Path) -> MappedBatch:
+    def _derive_mapped(self, asset_key: dg.AssetKey, header: dict[str, Any], path: Path) -> MappedBatch:
         """Map the raw records of the same sync again (see the module docstring)."""
         spec = ENTITIES[header["sync"]["entity"]]
         raw_name = f"bitrix_{spec.raw_name}"
@@ -117,7 +114,7 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(
                 description=(
                     f"The stored records of {raw_name} for this account belong to a later sync than "
-                    f"{context.asset_key.to_user_string()}; materialise both again in one run."
+                    f"{asset_key.to_user_string()}; materialise both again in one run."
                 ),
                 allow_retries=False,
             )
@@ -136,9 +133,6 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                 allow_retries=False,
             ) from None
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self._handoff.clear()
-
     def _sweep(self) -> None:
         """Delete stored outputs older than the retention period (PII minimisation)."""
         cutoff = time.time() - self.retention_hours * 3600
@@ -148,11 +142,3 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                     file.unlink()
             except FileNotFoundError:
                 continue
-
-
-def _run_id(context: dg.InputContext) -> str | None:
-    """The consuming run's id (None when the context has no run, e.g. a hand-built context)."""
-    try:
-        return context.step_context.run_id
-    except Exception:
-        return None

@@ -7,13 +7,18 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pytest
 
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.defs.batches import DERIVED, MappedBatch, RawBatch, dump_lines, load_lines, read_header
+from bitrix24_assets.defs.io_manager import JsonLinesIOManager
+from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
 from bitrix24_assets.sandbox import SandboxHandle
-from tests.defs.conftest import Runner, add_account
+from tests.defs.conftest import SANDBOX_TIME_SCALE, Runner, add_account
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str, key: str) -> object:
@@ -145,3 +150,79 @@ def test_raw_file_is_a_header_and_one_array_and_older_per_line_files_still_load(
     old += b"".join(orjson.dumps(r) + b"\n" for r in records)
     before = load_lines(old)
     assert isinstance(before, RawBatch) and before.records == records
+
+
+def test_retry_after_a_failed_merge_merges_the_records_already_read(
+    sandbox: SandboxHandle,
+    core_store: CoreStore,
+    core_resource: CoreResource,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read, map and merge share a step; when the merge fails for a transient reason (Core went
+    away) the step's retry merges what this run read instead of reading the portal again."""
+    import bitrix24_assets.defs.assets as assets_module
+    from bitrix24_assets.core import PostgresStore
+    from bitrix24_assets.sync import ENTITIES
+
+    account = add_account(core_store, sandbox.webhook_url)
+    reads: list[str] = []
+    real_read, real_merge = assets_module._read, PostgresStore.merge_tasks
+
+    def counting_read(context: Any, spec: Any, *args: Any) -> Any:
+        reads.append(spec.entity)
+        return real_read(context, spec, *args)
+
+    def merge_fails_once(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(merge_fails_once, "failed", False):
+            merge_fails_once.failed = True  # type: ignore[attr-defined]
+            raise ConnectionResetError("Core closed the connection")
+        return real_merge(self, *args, **kwargs)
+
+    monkeypatch.setattr(assets_module, "_read", counting_read)
+    monkeypatch.setattr(PostgresStore, "merge_tasks", merge_fails_once)
+    # the shipped policy waits 5 s before retrying; the behaviour under test is the same at 0 s
+    monkeypatch.setattr(assets_module, "TRANSIENT_RETRY", dg.RetryPolicy(max_retries=1))
+    tasks_asset = assets_module._entity_asset(ENTITIES["tasks"])
+    defs = dg.Definitions(
+        assets=[tasks_asset],
+        jobs=[dg.define_asset_job("tasks", executor_def=dg.in_process_executor)],
+        resources={
+            "core": core_resource,
+            "bitrix24": Bitrix24Resource(time_scale=SANDBOX_TIME_SCALE),
+            "io_manager": JsonLinesIOManager(base_dir=str(tmp_path / "storage")),
+        },
+    )
+    instance.add_dynamic_partitions(integration_accounts.name, [account])
+    result = defs.resolve_job_def("tasks").execute_in_process(
+        instance=instance, partition_key=account, raise_on_error=False
+    )
+    assert result.success
+    assert reads == ["tasks"]  # one read, although the step ran twice
+    raw_reads = [
+        e.step_materialization_data.materialization.metadata["read"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("bitrix_tasks")
+    ]
+    assert raw_reads == ["full", "this run's first try"]  # no cursor yet: the first read is full
+    assert meta(result, "core_tasks", "inserted") == len(sandbox.state.tasks.rows)
+    assert meta(result, "core_tasks", "input_source") == "file"
+
+
+def test_mapped_asset_alone_maps_the_stored_records_again(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url)
+    assert runner.run(account, "bitrix24_tasks_job", full=True).success
+    rerun = runner.defs.resolve_job_def("bitrix24_tasks_job").execute_in_process(
+        instance=runner.instance,
+        partition_key=account,
+        asset_selection=[dg.AssetKey("mapped_tasks")],
+        raise_on_error=False,
+    )
+    assert rerun.success
+    materialized = {e.asset_key.to_user_string() for e in rerun.get_asset_materialization_events()}
+    assert materialized == {"mapped_tasks"}  # no read, no merge
+    assert meta(rerun, "mapped_tasks", "input_source") == "file"
+    assert meta(rerun, "mapped_tasks", "dagster/row_count") == len(sandbox.state.tasks.rows)

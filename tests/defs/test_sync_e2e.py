@@ -15,7 +15,11 @@ from tests.defs.conftest import Runner, add_account, query
 
 
 def core_counts(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, int]:
-    (mat,) = result.asset_materializations_for_node(asset)
+    (mat,) = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(asset)
+    ]
     return {k: mat.metadata[k].value for k in ("inserted", "updated", "unchanged", "removed")}  # type: ignore[misc]
 
 
