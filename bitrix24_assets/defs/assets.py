@@ -306,8 +306,10 @@ def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
             if not passed and core_k in selected:
                 raise dg.Failure(
                     description=(
-                        f"The merge into {spec.table} was not run: most {spec.entity} records read "
-                        f"from Bitrix24 are malformed ({mapped.rejected}); see {mapped_k}'s check."
+                        f"Bitrix24 account {context.partition_key}: the merge into {spec.table} was not "
+                        f"run because too many {spec.entity} records read are malformed "
+                        f"({mapped.rejected}); the API probably changed shape: see {mapped_k}'s "
+                        "rejected_by_reason and update the mapper in bitrix24_assets/sync/."
                     ),
                     allow_retries=False,
                 )

@@ -153,7 +153,7 @@ def test_employee_checks_fail_on_planted_ghost_and_duplicate(
 def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
     sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str, monkeypatch: Any
 ) -> None:
-    """The blocking check of ``mapped_tasks`` (mapped in the read's step) stops ``core_tasks``."""
+    """The ``mostly_valid`` check of ``mapped_tasks`` fails and the step stops before the merge."""
     from collections import Counter
 
     import bitrix24_assets.defs.assets as assets_module
@@ -175,3 +175,7 @@ def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
         core_dsn, "select status, error from core.integration_sync_logs where run_id = %s", result.run_id
     )
     assert [status for status, _ in logs] == ["failed"] and "Too many malformed tasks" in logs[0][1]
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.step_failure_data.error)
+    assert f"Bitrix24 account {account}: the merge into core.tasks was not run" in message
+    assert "update the mapper" in message
