@@ -5,6 +5,12 @@ write exactly those). Measured on a fresh embedded Postgres with default (durabl
 the pydantic rows to the committed transaction, i.e. what an asset pays. The server settings that
 decide write speed are printed with the figures.
 
+The three rounds are repeated ``--repeats`` times (default 3), each time in a fresh database of
+the same server (the previous one dropped and a checkpoint taken first, so its autovacuum and
+dirty buffers do not land in the next first load), and each figure is the median with the range:
+on this noisy 2-core VM one first load scatters by 20-40%. ``written`` is per repetition and must
+be the same in all of them (the bench fails otherwise).
+
 * postgres: PostgresStore (first load: binary COPY straight into the tables; reruns: COPY of
   (bitrix_id, source_hash), core.plan_*, COPY of the rows the plan asks for, core.merge_*_staged)
 * supabase-sql: the RPC functions core.merge_*(p_rows jsonb) the Supabase backend calls, fed with
@@ -18,11 +24,14 @@ Run: ``python -m bench.core_merge``
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -112,19 +121,48 @@ def rpc_merge(
     return total
 
 
+Merge = Callable[[str, str, str, list[Any]], MergeCounts]
+PATHS: dict[str, Callable[[PostgresStore, str], Merge]] = {
+    "postgres": lambda store, dsn: lambda kind, _dsn, account, rows: (
+        store.merge_employees if kind == "employees" else store.merge_tasks
+    )(account, rows, full=True),
+    "supabase-sql": lambda store, dsn: lambda kind, dsn_, account, rows: rpc_merge(
+        dsn_, "merge_employees" if kind == "employees" else "merge_tasks", account, rows
+    ),
+}
+
+
+def repetition(
+    server: EmbeddedPostgres, database: str, path: str, rounds: list[tuple[str, list[Any], list[Any]]]
+) -> dict[tuple[str, str], tuple[float, MergeCounts]]:
+    """The three rounds on one account of a fresh database: (round, entity) -> (seconds, counts)."""
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
+        admin.execute("checkpoint")
+    dsn = server.start(database)
+    out = {}
+    with PostgresStore(dsn) as store:
+        store.migrate()
+        company = store.create_company("Bench")
+        account = store.add_account(company, path, {"webhook_url": "http://x/rest/1/t/"}).id
+        merge = PATHS[path](store, dsn)
+        for label, e_rows, t_rows in rounds:
+            for kind, rows in (("employees", e_rows), ("tasks", t_rows)):
+                out[(label, kind)] = timed(lambda k=kind, r=rows: merge(k, dsn, account, r))
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
+        admin.execute(f'drop database "{database}" with (force)')
+    return out
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions of the three rounds per path")
+    args = parser.parse_args()
     emps, tks = employees(EMPLOYEES), tasks(TASKS, EMPLOYEES)
     emps_1pct, tks_1pct = change_one_percent(emps, tks)
     rounds = [("first load", emps, tks), ("unchanged rerun", emps, tks), ("1% changed", emps_1pct, tks_1pct)]
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedPostgres(Path(tmp) / "pg")
-        with server.running("bench") as dsn, PostgresStore(dsn) as store:
-            store.migrate()
-            company = store.create_company("Bench")
-            pg_account = store.add_account(company, "postgres path", {"webhook_url": "http://x/rest/1/t/"}).id
-            rpc_account = store.add_account(
-                company, "supabase sql path", {"webhook_url": "http://x/rest/1/t/"}
-            ).id
+        with server.running("bench") as dsn:
             with psycopg.connect(dsn) as conn:
                 shown = conn.execute(
                     "select string_agg(name || '=' || current_setting(name), ', ' order by name)"
@@ -134,39 +172,36 @@ def main() -> None:
             print(
                 f"Core merge benchmark: {EMPLOYEES:,} employees + {TASKS:,} tasks, embedded Postgres 18 "
                 f"as shipped (EmbeddedPostgres defaults): {shown}\n"
+                f"{args.repeats} repetitions, each in a fresh database: median seconds and rows/s, range "
+                "of seconds; rows written per repetition\n"
             )
             print(
-                f"{'path':<13} {'round':<16} {'entity':<10} {'rows':>8} {'seconds':>8} {'rows/s':>10} "
-                f"{'written':>8}  counts"
+                f"{'path':<13} {'round':<16} {'entity':<10} {'rows':>8} {'seconds':>8} {'range s':>12} "
+                f"{'rows/s':>10} {'written':>8}  counts"
             )
-            for path, merge in (
-                (
-                    "postgres",
-                    lambda kind, rows: (store.merge_employees if kind == "employees" else store.merge_tasks)(
-                        pg_account, rows, full=True
-                    ),
-                ),
-                (
-                    "supabase-sql",
-                    lambda kind, rows: rpc_merge(
-                        dsn, "merge_employees" if kind == "employees" else "merge_tasks", rpc_account, rows
-                    ),
-                ),
-            ):
+            for path in PATHS:
+                reps = [repetition(server, f"bench_{i}", path, rounds) for i in range(args.repeats)]
                 for label, e_rows, t_rows in rounds:
-                    total_s, total_rows, total_written = 0.0, 0, 0
+                    totals, written_total = [0.0] * len(reps), 0
                     for kind, rows in (("employees", e_rows), ("tasks", t_rows)):
-                        seconds, counts = timed(lambda m=merge, k=kind, r=rows: m(k, r))
-                        total_s += seconds
-                        total_rows += len(rows)
-                        total_written += counts.written
+                        seconds = [rep[(label, kind)][0] for rep in reps]
+                        counts = {rep[(label, kind)][1] for rep in reps}
+                        assert len(counts) == 1, f"{path} {label} {kind}: counts differ between repetitions"
+                        (same,) = counts
+                        totals = [t + x for t, x in zip(totals, seconds, strict=True)]
+                        written_total += same.written
+                        med = statistics.median(seconds)
                         print(
-                            f"{path:<13} {label:<16} {kind:<10} {len(rows):>8,} {seconds:>8.3f} "
-                            f"{len(rows) / seconds:>10,.0f} {counts.written:>8,}  {counts.model_dump()}"
+                            f"{path:<13} {label:<16} {kind:<10} {len(rows):>8,} {med:>8.3f} "
+                            f"{f'{min(seconds):.3f}-{max(seconds):.3f}':>12} {len(rows) / med:>10,.0f} "
+                            f"{same.written:>8,}  {same.model_dump()}"
                         )
+                    both = len(e_rows) + len(t_rows)
+                    med = statistics.median(totals)
+                    spread = f"{min(totals):.3f}-{max(totals):.3f}"
                     print(
-                        f"{path:<13} {label:<16} {'both':<10} {total_rows:>8,} {total_s:>8.3f} "
-                        f"{total_rows / total_s:>10,.0f} {total_written:>8,}"
+                        f"{path:<13} {label:<16} {'both':<10} {both:>8,} {med:>8.3f} "
+                        f"{spread:>12} {both / med:>10,.0f} {written_total:>8,}"
                     )
                 print()
 
