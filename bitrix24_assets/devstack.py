@@ -111,7 +111,26 @@ def _stop(procs: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
             proc.kill()
 
 
+def _stop_on_signals() -> None:
+    """Every way of stopping the stack runs the same shutdown as Ctrl-C.
+
+    ``kill`` (SIGTERM) and a closed terminal (SIGHUP) would otherwise end this process at once and
+    leave Postgres, the sandbox and Dagster running. And a shell starts a background job with
+    SIGINT *ignored*, which children inherit through exec: ``make dev &`` then ignored Ctrl-C/
+    ``kill -INT`` and so did ``dagster dev``. Installing a handler here also gives the children
+    the default SIGINT behaviour again (handlers, unlike "ignore", are reset by exec).
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+
 def main() -> None:
+    _stop_on_signals()
     home = (ROOT / "dagster_home").resolve()
     os.environ["DAGSTER_HOME"] = str(home)
     config = SandboxConfig(
