@@ -229,7 +229,7 @@ def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
             is_required=False,
             description=(
                 f"{spec.entity.capitalize()} mapped to Core rows (`{model.__name__}`). Records that "
-                "cannot be mapped are counted by reason; when most are malformed the merge is not run."
+                "cannot be mapped are counted by reason; when over a fifth are malformed, no merge."
             ),
             metadata={"dagster/column_schema": column_schema(model)},
         ),
