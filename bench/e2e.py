@@ -22,7 +22,9 @@ Each step records where its time went in its materialization metadata (``client_
 ``map_seconds``, ``merge_seconds``, ``checks_seconds``, ``sync_log_seconds``, and the IO
 manager's ``io_write_seconds`` / ``io_read_seconds``). Dagster's overhead is what is not the
 client, the mapping or the merge: the IO manager, checks, sync-log bookkeeping and Dagster's own
-work (event log, step orchestration: the wall time no step accounts for). Peak memory is the max
+work (event log, step orchestration: the wall time no step accounts for). The issue words it as
+"not spent in the client or the merge", which also counts the mapping (pure Python in the sync
+layer, not Dagster's); the verdict prints that reading too. Peak memory is the max
 RSS of this process (the sandbox runs in its own).
 
 Targets: overhead < 25% of the cold run; incremental with nothing changed < 10% of the cold run.
@@ -289,6 +291,11 @@ def print_verdict(runs: dict[str, dict[str, Any]], storage: str, floor: list[flo
         f"median of {len(floor)}): {floor_s:.2f} s (range {min(floor):.2f}-{max(floor):.2f})"
     )
     print(f"[{storage}] Dagster overhead of the cold run: {share:.1f}% (target < 25%) -> {ok[share < 25]}")
+    literal = 100 * (cold["wall"] - cold["client"] - cold["merge"]) / cold["wall"]
+    print(
+        f"[{storage}]   read literally ('not spent in the client or the merge', so our mapping of the "
+        f"records counts as overhead too): {literal:.1f}% -> {ok[literal < 25]}"
+    )
     print(f"[{storage}] incremental / cold wall time:     {ratio:.1f}% (target < 10%) -> {ok[ratio < 10]}")
     print(
         f"[{storage}] the floor alone is {100 * floor_s / cold['wall']:.1f}% of this cold run; the hourly "
