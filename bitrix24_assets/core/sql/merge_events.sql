@@ -19,11 +19,7 @@ declare
     v_company uuid;
 begin
     select b.company_id into v_company from core.begin_merge(p_account, 'calendar_events') b;
-    -- a temp table has no statistics: without them the planner expects ~1,000 keys and hashes all
-    -- of the account's stored rows even for a one-row batch (an incremental sync, a webhook):
-    -- 30-60 ms on 100k tasks instead of one index probe. A full batch is joined with all stored
-    -- rows anyway (FULL JOIN), so only partial ones are sampled.
-    if not p_full then
+    if not p_full then  -- statistics for the planner: see core.plan_tasks
         analyze pg_temp.stage_event_keys;
     end if;
     drop table if exists pg_temp.merge_events_plan;
