@@ -65,8 +65,7 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
         )
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        key = context.asset_partition_key if context.has_asset_partitions else "__all__"
-        return self._file(context.asset_key, key)
+        return self._file(context.asset_key, _partition_key(context))
 
     def _file(self, asset_key: dg.AssetKey, partition_key: str) -> Path:
         return Path(self.base_dir, *asset_key.path, f"{partition_key}.jsonl")
@@ -87,8 +86,7 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"io_write_seconds": round(time.perf_counter() - started, 3)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        key = context.asset_partition_key if context.has_asset_partitions else "__all__"
-        return self.load_stored(context.asset_key, key)
+        return self.load_stored(context.asset_key, _partition_key(context))
 
     def load_stored(self, asset_key: dg.AssetKey | str, partition_key: str) -> RawBatch | MappedBatch:
         """The stored value of ``asset_key`` for one partition (account), as ``handle_output`` got it.
@@ -142,3 +140,8 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                     file.unlink()
             except FileNotFoundError:
                 continue
+
+
+def _partition_key(context: dg.OutputContext | dg.InputContext) -> str:
+    """The account id of a partitioned asset; ``__all__`` for an unpartitioned one."""
+    return context.asset_partition_key if context.has_asset_partitions else "__all__"
