@@ -72,7 +72,9 @@ class ListSpec:
         return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
 
     def row_id(self, row: Mapping[str, Any]) -> int | None:
-        raw = row.get(self.id_field, row.get(self.id_field.upper(), row.get(self.id_field.lower())))
+        raw = row.get(self.id_field)  # called for every row read: other spellings only when absent
+        if raw is None:
+            raw = row.get(self.id_field.upper(), row.get(self.id_field.lower()))
         try:
             return int(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):

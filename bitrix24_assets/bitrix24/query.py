@@ -10,6 +10,7 @@ portal substitutes them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +39,15 @@ def http_build_query(params: Mapping[str, Any]) -> str:
     """``{"a": {"b": [1, 2]}}`` -> ``a[b][0]=1&a[b][1]=2`` (keys readable, values encoded)."""
     pairs: list[tuple[str, str]] = []
     _flatten("", params, pairs)
-    return "&".join(f"{quote(k, safe='[]')}={quote(v, safe='$[]')}" for k, v in pairs)
+    return "&".join(_encoded_pair(k, v) for k, v in pairs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_pair(key: str, value: str) -> str:
+    """One ``key=value``, cached: enumerating 100k tasks builds 2,000 commands that repeat the
+    same ``select[i]=FIELD`` and ``order`` pairs, and ``urllib.parse.quote`` is pure Python
+    (percent-encoding those pairs again and again was half of the client's CPU)."""
+    return f"{quote(key, safe='[]')}={quote(value, safe='$[]')}"
 
 
 def build_command(method: str, params: Mapping[str, Any] | None = None) -> str:
