@@ -38,6 +38,25 @@ def test_posts_json_and_reads_envelope() -> None:
     assert json.loads(seen[0].content) == {"filter": {">ID": 0}}
 
 
+def test_answers_orjson_refuses_are_still_read() -> None:
+    """Answers are parsed with orjson; what it refuses (an integer beyond 64 bits, a byte-order
+    mark) goes through the standard library instead of failing as "not a JSON envelope"."""
+    huge = 2**70
+    bodies = iter(
+        [
+            b'{"result": %d, "time": {"start": 1, "finish": 2}}' % huge,
+            b'\xef\xbb\xbf{"result": "bom", "time": {"start": 1, "finish": 2}}',
+        ]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=next(bodies), headers={"content-type": "application/json"})
+
+    c = client(handler)
+    assert c.call("server.time") == huge
+    assert c.call("server.time") == "bom"
+
+
 def test_rejects_a_url_that_is_not_a_webhook() -> None:
     with pytest.raises(errors.ClientConfigError, match="Inbound webhook"):
         Bitrix24Client(webhook_url="https://acme.bitrix24.ru/rest/")
