@@ -121,13 +121,13 @@ def rpc_merge(
     return total
 
 
-Merge = Callable[[str, str, str, list[Any]], MergeCounts]
-PATHS: dict[str, Callable[[PostgresStore, str], Merge]] = {
-    "postgres": lambda store, dsn: lambda kind, _dsn, account, rows: (
+Merge = Callable[[str, str, list[Any]], MergeCounts]  # (entity, account, rows) -> counts
+PATHS: dict[str, Callable[[PostgresStore, str], Merge]] = {  # (store, dsn) -> that path's merge
+    "postgres": lambda store, dsn: lambda kind, account, rows: (
         store.merge_employees if kind == "employees" else store.merge_tasks
     )(account, rows, full=True),
-    "supabase-sql": lambda store, dsn: lambda kind, dsn_, account, rows: rpc_merge(
-        dsn_, "merge_employees" if kind == "employees" else "merge_tasks", account, rows
+    "supabase-sql": lambda store, dsn: lambda kind, account, rows: rpc_merge(
+        dsn, "merge_employees" if kind == "employees" else "merge_tasks", account, rows
     ),
 }
 
@@ -147,7 +147,7 @@ def repetition(
         merge = PATHS[path](store, dsn)
         for label, e_rows, t_rows in rounds:
             for kind, rows in (("employees", e_rows), ("tasks", t_rows)):
-                out[(label, kind)] = timed(lambda k=kind, r=rows: merge(k, dsn, account, r))
+                out[(label, kind)] = timed(lambda k=kind, r=rows: merge(k, account, r))
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
         admin.execute(f'drop database "{database}" with (force)')
     return out

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ from bitrix24_assets.core import PostgresStore
 from bitrix24_assets.core.embedded import EmbeddedPostgres
 from bitrix24_assets.defs.assets import ALL_ASSETS
 from bitrix24_assets.defs.io_manager import JsonLinesIOManager
-from bitrix24_assets.defs.jobs import JOBS
+from bitrix24_assets.defs.jobs import JOBS, bitrix24_sync_job
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
 
@@ -229,7 +230,7 @@ def dagster_floor(instance: dg.DagsterInstance, account: str, repeats: int) -> l
 
         return nothing
 
-    hourly = next(job for job in JOBS if job.name == "bitrix24_sync_job")
+    hourly = bitrix24_sync_job
     defs = dg.Definitions(
         assets=[twin(a) for a in ALL_ASSETS], jobs=[hourly], executor=dg.in_process_executor
     )
@@ -244,9 +245,9 @@ def dagster_floor(instance: dg.DagsterInstance, account: str, repeats: int) -> l
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median wall time (its own breakdown, so the parts add up), and the range."""
-    ordered = sorted(runs, key=lambda r: r["wall"])
-    middle = ordered[(len(ordered) - 1) // 2]
-    return {**middle, "n": len(runs), "low": ordered[0]["wall"], "high": ordered[-1]["wall"]}
+    walls = [r["wall"] for r in runs]
+    middle = runs[walls.index(statistics.median_low(walls))]
+    return {**middle, "n": len(runs), "low": min(walls), "high": max(walls)}
 
 
 @contextlib.contextmanager
@@ -284,7 +285,7 @@ def print_verdict(runs: dict[str, dict[str, Any]], storage: str, floor: list[flo
     cold, incremental = runs["cold (full)"], runs["incremental, nothing changed"]
     share = 100 * cold["overhead"] / cold["wall"]
     ratio = 100 * incremental["wall"] / cold["wall"]
-    floor_s = sorted(floor)[(len(floor) - 1) // 2]
+    floor_s = statistics.median_low(floor)
     ok = {True: "OK", False: "MISSED"}
     print(
         f"\nDagster floor of the hourly job (same assets, checks and steps, bodies that do nothing; "
