@@ -29,4 +29,13 @@ def cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            if gc.get_freeze_count() == 0:  # (nobody else's frozen objects to thaw by accident)
+                # Survivors of the block go straight to the oldest generation: freeze + unfreeze
+                # splices the young lists onto it without walking them. Switched on as it was,
+                # the collector's next young collection walked every record still referenced
+                # (~1 s after a step of 100k tasks, 0.2-0.3 s after a mapping), then again in
+                # the middle generation. The oldest generation is walked only by a full
+                # collection, which comes when it has grown by a quarter, as it would anyway.
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()

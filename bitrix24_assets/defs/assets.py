@@ -13,7 +13,8 @@ named ``bitrix_<raw>``): see ``_entity_asset`` for why and how a single asset st
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,15 @@ from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.metadata import column_schema, preview, stats_metadata, stats_snapshot
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
-from bitrix24_assets.sync import ENTITIES, EntitySpec, event_window, map_records, next_cursor
+from bitrix24_assets.gc_pause import cyclic_gc_paused
+from bitrix24_assets.sync import (
+    ENTITIES,
+    EntitySpec,
+    MappingResult,
+    event_window,
+    map_records,
+    next_cursor,
+)
 from bitrix24_assets.sync.values import iso_datetime
 
 GROUP = "bitrix24"
@@ -93,6 +102,14 @@ def _portal_now(client: Any) -> datetime:
     return value or datetime.now(UTC)
 
 
+@dataclass
+class _Mapping:
+    """Records mapped while they were read (see ``_map_while_reading``)."""
+
+    result: MappingResult[Any]
+    seconds: float  # spent in the mapper itself, hidden in part behind the client's waits
+
+
 def _read(
     context: dg.AssetExecutionContext,
     spec: EntitySpec,
@@ -100,7 +117,10 @@ def _read(
     window_days: tuple[int, int] | None,
     core: CoreResource,
     bitrix24: Bitrix24Resource,
-) -> dg.MaterializeResult:
+    *,
+    map_while_reading: bool,
+) -> tuple[dg.MaterializeResult, _Mapping | None]:
+    """The raw materialization, and the mapping when ``map_while_reading``."""
     began = time.perf_counter()
     store = core.get_store()
     account = _load_account(context, store)
@@ -122,12 +142,18 @@ def _read(
         reader = getattr(client, plan.method)
         started = time.monotonic()
         progress = _progress_logger(context, spec, client, stats_before)
-        records = list(reader(**plan.kwargs, progress=progress))
+        stream = reader(**plan.kwargs, progress=progress)
+        records: list[dict[str, Any]] = []
+        mapping = _map_while_reading(stream, spec.mapper, records, spec.entity) if map_while_reading else None
+        if mapping is None:
+            records = list(stream)
         read_seconds = time.monotonic() - started
         # No log line for the read: its figures ride on the materialization (one event-log write
         # less per step, a visible share of an hourly run that has nothing to do).
         stats = stats_metadata(getattr(client, "stats", None), stats_before)
         client_seconds = time.perf_counter() - client_began
+    except _MapperFailed as exc:
+        fail_sync(context, store, account, sync_id, exc, "mapping", mark_account=False, retry=False)
     except Exception as exc:
         fail_sync(context, store, account, sync_id, exc, f"reading {spec.bitrix_method}")
     assert sync_id is not None
@@ -141,7 +167,7 @@ def _read(
         window=window.as_cursor() if window else None,
         read_started_at=read_started_at.isoformat() if read_started_at else None,
     )
-    return dg.MaterializeResult(
+    materialization = dg.MaterializeResult(
         asset_key=raw_key(spec),
         value=RawBatch(sync, records),
         metadata={
@@ -158,6 +184,54 @@ def _read(
             "sync_log_seconds": round(client_began - began, 3),
         },
     )
+    return materialization, mapping
+
+
+class _MapperFailed(Exception):
+    """A mapper raised during the read: a bug, not bad data (bad records become rejections), so
+    a retry would fail the same way and the account owner cannot fix it."""
+
+    def __init__(self, entity: str, error: Exception) -> None:
+        super().__init__(
+            f"mapping {entity} records raised {type(error).__name__}: {error}; that is a bug in the "
+            f"mapper (malformed records are counted as rejections, not raised): fix "
+            f"bitrix24_assets/sync/{entity}.py and run again"
+        )
+        self.hint = "fix the mapper"
+
+
+def _map_while_reading(
+    stream: Iterable[dict[str, Any]],
+    mapper: Callable[[Any], Any],
+    keep: list[dict[str, Any]],
+    entity: str,
+) -> _Mapping:
+    """Map records as the client yields them, keeping every raw record in ``keep``.
+
+    The client reads pages in lanes (threads) that spend most of their time waiting for the
+    portal, so mapping between records fills those waits: measured on 100k tasks, reading took
+    3.4-3.6 s, reading then mapping 5.0-5.2 s, and mapping while reading 3.8-4.2 s.
+    """
+    spent = 0.0
+    clock = time.perf_counter
+
+    def timed(record: Any) -> Any:
+        nonlocal spent
+        began = clock()
+        try:
+            return mapper(record)
+        except Exception as exc:
+            raise _MapperFailed(entity, exc) from exc
+        finally:
+            spent += clock() - began
+
+    def kept() -> Iterator[dict[str, Any]]:
+        for record in stream:
+            keep.append(record)
+            yield record
+
+    result = map_records(kept(), timed)
+    return _Mapping(result, spent)
 
 
 def _progress_logger(
@@ -282,12 +356,32 @@ def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         bitrix24: Bitrix24Resource,
         io_manager: JsonLinesIOManager,
     ) -> Iterator[dg.MaterializeResult]:
+        # No cyclic GC during the step (bitrix24_assets.gc_pause): between the read and the merge
+        # Dagster and the IO manager allocate with every record and row alive, and the collector
+        # walked them all again and again (1.5 s of a 12 s cold run). ``step`` has returned (and
+        # its records are freed) before the collector is switched back on.
+        with cyclic_gc_paused():
+            yield from step(context, full, window_days, core, bitrix24, io_manager)
+
+    def step(
+        context: dg.AssetExecutionContext,
+        full: bool,
+        window_days: tuple[int, int] | None,
+        core: CoreResource,
+        bitrix24: Bitrix24Resource,
+        io_manager: JsonLinesIOManager,
+    ) -> Iterator[dg.MaterializeResult]:
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         raw: RawBatch | None = None
+        mapping: _Mapping | None = None
         if raw_k in selected:
             raw = _stored_by_this_run(context, io_manager, raw_k)  # a retry: do not read again
             if raw is None:
-                read = _read(context, spec, full, window_days, core, bitrix24)
+                # mapped in the same pass whenever this step maps them anyway (almost every run)
+                map_too = mapped_k in selected or core_k in selected
+                read, mapping = _read(
+                    context, spec, full, window_days, core, bitrix24, map_while_reading=map_too
+                )
                 raw = read.value
                 yield read
             else:
@@ -300,7 +394,7 @@ def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
         if mapped_k in selected or (core_k in selected and raw is not None):
             if raw is None:
                 raw = io_manager.load_stored(raw_k, context.partition_key)
-            mapped, result, passed = _map(context, spec, core, raw, check_name)
+            mapped, result, passed = _map(context, spec, core, raw, check_name, mapping)
             if mapped_k in selected:
                 yield result
             if not passed and core_k in selected:
@@ -366,12 +460,23 @@ def _stored_by_this_run(
 
 
 def _map(
-    context: dg.AssetExecutionContext, spec: EntitySpec, core: CoreResource, raw: RawBatch, check_name: str
+    context: dg.AssetExecutionContext,
+    spec: EntitySpec,
+    core: CoreResource,
+    raw: RawBatch,
+    check_name: str,
+    mapping: _Mapping | None,
 ) -> tuple[MappedBatch, dg.MaterializeResult, bool]:
-    """Map the raw records; the batch, its materialization (with the check) and whether it passed."""
-    started = time.perf_counter()
-    result = map_records(raw.records, spec.mapper)
-    map_seconds = time.perf_counter() - started
+    """Map the raw records (unless they were mapped while read); the batch, its materialization
+    (with the check) and whether it passed."""
+    if mapping is None:
+        started = time.perf_counter()
+        mapping = _Mapping(map_records(raw.records, spec.mapper), 0.0)
+        mapping.seconds = time.perf_counter() - started
+        while_reading = False
+    else:
+        while_reading = True
+    result, map_seconds = mapping.result, mapping.seconds
     rejected = dict(result.rejected.most_common())
     check = mostly_valid(rejected, result.records_read)
     # Rejections are reported in the metadata (``rejected_by_reason``), not as an extra log line.
@@ -396,6 +501,8 @@ def _map(
             "rejected_by_reason": dg.MetadataValue.json(rejected),
             "preview": preview(spec.entity, result.rows),
             "map_seconds": round(map_seconds, 3),
+            # true: map_seconds ran between the client's pages, inside bitrix_*'s client_seconds
+            "mapped_while_reading": while_reading,
             "input_source": raw.io_source,
             "io_read_seconds": round(raw.io_read_seconds, 3),
         },

@@ -48,8 +48,12 @@ def fail_sync(
     what: str,
     *,
     mark_account: bool = True,
+    retry: bool | None = None,
 ) -> NoReturn:
-    """Record the failure everywhere it must show, then raise the Dagster failure."""
+    """Record the failure everywhere it must show, then raise the Dagster failure.
+
+    ``retry`` overrides the default (retry unless a configuration error) for failures that are
+    not the account owner's to fix but would fail the same way again (a bug in a mapper)."""
     message = sentence(exc, account, what)
     config_error = is_configuration_error(exc)
     context.log.error(message)
@@ -63,6 +67,6 @@ def fail_sync(
             context.log.warning("Could not record the failure in Core: " + redact_text(str(log_exc)))
     raise dg.Failure(
         description=message,
-        allow_retries=not config_error,
+        allow_retries=(not config_error) if retry is None else retry,
         metadata={"configuration_error": config_error, "error_type": type(exc).__name__},
     ) from None

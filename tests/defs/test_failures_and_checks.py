@@ -179,3 +179,28 @@ def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
     message = str(failure.step_failure_data.error)
     assert f"Bitrix24 account {account}: the merge into core.tasks was not run" in message
     assert "update the mapper" in message
+
+
+def test_mapper_bug_during_the_read_is_named_as_mapping_and_logged(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str, monkeypatch: Any
+) -> None:
+    """Records are mapped while they are read; a mapper that raises (a bug, not bad data) fails
+    the step as a mapping failure, not as a failed read, and closes the sync-log row."""
+    import bitrix24_assets.sync.tasks as tasks_module
+
+    def broken_row(**fields: Any) -> Any:
+        raise KeyError("planted")
+
+    account = add_account(core_store, sandbox.webhook_url)
+    monkeypatch.setattr(tasks_module, "TaskRow", broken_row)  # to_task itself now raises
+    result = runner.run(account, "bitrix24_tasks_job", full=True)
+    assert not result.success
+    message = failure_text(result)
+    assert f"({account}): mapping tasks records raised KeyError: 'planted'" in message, message
+    assert "fix bitrix24_assets/sync/tasks.py" in message and "reading" not in message
+    assert "Exceeded max_retries" not in message  # the same records would fail again: no retries
+    logs = query(
+        core_dsn, "select status, error from core.integration_sync_logs where run_id = %s", result.run_id
+    )
+    assert [status for status, _ in logs] == ["failed"] and "mapping tasks records raised" in logs[0][1]
+    assert core_store.get_account(account).status == "active"  # not the account owner's to fix

@@ -170,9 +170,9 @@ def test_retry_after_a_failed_merge_merges_the_records_already_read(
     reads: list[str] = []
     real_read, real_merge = assets_module._read, PostgresStore.merge_tasks
 
-    def counting_read(context: Any, spec: Any, *args: Any) -> Any:
+    def counting_read(context: Any, spec: Any, *args: Any, **kwargs: Any) -> Any:
         reads.append(spec.entity)
-        return real_read(context, spec, *args)
+        return real_read(context, spec, *args, **kwargs)
 
     def merge_fails_once(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
         if not getattr(merge_fails_once, "failed", False):
