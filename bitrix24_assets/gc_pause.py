@@ -1,7 +1,10 @@
 """Pause Python's cyclic garbage collector around loops over a whole sync's records.
 
 Shared by the layers that loop over 100k records while all of them are alive: mapping
-(``sync``) and the Core merges (``core``). Imports nothing of the project, so any layer may use it.
+(``sync``), the Core merges (``core``) and the Dagster step that reads, maps and merges one
+entity (``defs.assets``: off from the read to the merge, and the step drops its records before
+the collector comes back, see ``RawBatch.release``). Imports nothing of the project, so any layer
+may use it.
 
 Such a loop allocates a few objects per record, so the generational collector runs again and
 again, and now and then a full (oldest-generation) collection walks every live record: 0.2-0.3 s
@@ -29,13 +32,4 @@ def cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            if gc.get_freeze_count() == 0:  # (nobody else's frozen objects to thaw by accident)
-                # Survivors of the block go straight to the oldest generation: freeze + unfreeze
-                # splices the young lists onto it without walking them. Switched on as it was,
-                # the collector's next young collection walked every record still referenced
-                # (~1 s after a step of 100k tasks, 0.2-0.3 s after a mapping), then again in
-                # the middle generation. The oldest generation is walked only by a full
-                # collection, which comes when it has grown by a quarter, as it would anyway.
-                gc.freeze()
-                gc.unfreeze()
             gc.enable()

@@ -50,6 +50,18 @@ class RawBatch:
     # took, reported in the consuming asset's metadata.
     io_source: str = "memory"
     io_read_seconds: float = 0.0
+    released: bool = False  # the records were dropped at the end of the step (see ``release``)
+
+    def release(self) -> None:
+        """Drop the records once the step is done with them (stored by the IO manager by then).
+
+        Dagster keeps an output value referenced after the step from frames that only the cyclic
+        garbage collector frees (its SQLite event log raises and catches an IntegrityError for
+        every materialization, and the traceback holds the whole calling stack), and that
+        collector is paused during steps, so without this 100k records would outlive the step.
+        """
+        self.records.clear()
+        self.released = True
 
 
 @dataclass
@@ -62,6 +74,12 @@ class MappedBatch:
     rejected: dict[str, int] = field(default_factory=dict)
     io_source: str = "memory"  # as in RawBatch
     io_read_seconds: float = 0.0
+    released: bool = False  # as in RawBatch
+
+    def release(self) -> None:
+        """Drop the rows once the step is done with them (see ``RawBatch.release``)."""
+        self.rows.clear()
+        self.released = True
 
 
 def dump_lines(batch: RawBatch | MappedBatch) -> list[bytes]:

@@ -115,12 +115,16 @@ def test_checks_pass_on_good_data_and_fail_on_planted_bad_data(
 
 
 def test_employee_checks_fail_on_planted_ghost_and_duplicate(
-    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str, test_defs: dg.Definitions
 ) -> None:
+    io_manager = test_defs.resources["io_manager"]
     account = add_account(core_store, sandbox.webhook_url)
     good = runner.run(account, "bitrix24_employees_job")
     assert good.success
-    batch = good.output_for_node("bitrix_users", "mapped_employees")  # read and mapped in one step
+    # the step released its in-memory batch (RawBatch.release); the stored one is what is left
+    assert good.output_for_node("bitrix_users", "mapped_employees").released
+    batch = io_manager.load_stored("mapped_employees", account)
+    assert len(batch.rows) > 0
     assert all(r.passed for r in evaluate_checks(core_store, account, "employees", batch))
 
     # plant: the same Bitrix user linked twice (under another company) -> a duplicate; and an

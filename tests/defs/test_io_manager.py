@@ -4,6 +4,7 @@ mapped rows are stored as a header and re-derived from the raw file of the same 
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 from pathlib import Path
@@ -50,6 +51,24 @@ def test_run_hands_values_over_in_memory_and_still_writes_private_files(
     assert mapped.count(b"\n") == 1 and header["kind"] == DERIVED
     assert header["rows"] == meta(result, "mapped_tasks", "dagster/row_count")
     assert header["sync"] == {**header["sync"], "sync_id": raw.sync.sync_id}
+
+
+def test_the_step_releases_its_records_when_it_is_done(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore
+) -> None:
+    """Dagster keeps output values referenced after a step from frames that only the cyclic
+    collector frees, and that collector is paused during steps: the step drops its records
+    itself, so none outlive it (the files keep them; see RawBatch.release)."""
+    account = add_account(core_store, sandbox.webhook_url)
+    result = runner.run(account, "bitrix24_tasks_job", full=True)
+    assert result.success and meta(result, "core_tasks", "inserted") > 0
+    holding = [
+        o
+        for o in gc.get_objects()
+        if (isinstance(o, RawBatch) and o.records) or (isinstance(o, MappedBatch) and o.rows)
+    ]
+    assert holding == []
+    assert result.output_for_node("bitrix_tasks", "bitrix_tasks").released
 
 
 def test_merge_rerun_in_a_new_run_reads_the_file(
