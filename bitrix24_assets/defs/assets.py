@@ -13,6 +13,7 @@ named ``bitrix_<raw>``): see ``_entity_asset`` for why and how a single asset st
 """
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from typing import Any
 import dagster as dg
 
 from bitrix24_assets.core import CoreStore, IntegrationAccount
-from bitrix24_assets.defs.batches import ROW_MODELS, MappedBatch, RawBatch, SyncRun
+from bitrix24_assets.defs.batches import ROW_MODELS, MappedBatch, RawBatch, RawSpool, SyncRun
 from bitrix24_assets.defs.checks import checks_for, evaluate_checks, mostly_valid
 from bitrix24_assets.defs.config import EventsConfig, SyncConfig
 from bitrix24_assets.defs.failures import TRANSIENT_RETRY, fail_sync
@@ -117,10 +118,12 @@ def _read(
     window_days: tuple[int, int] | None,
     core: CoreResource,
     bitrix24: Bitrix24Resource,
+    io_manager: JsonLinesIOManager,
     *,
     map_while_reading: bool,
 ) -> tuple[dg.MaterializeResult, _Mapping | None]:
-    """The raw materialization, and the mapping when ``map_while_reading``."""
+    """The raw materialization, and the mapping when ``map_while_reading``. The raw file is
+    written as the records arrive (``RawSpool``): the IO manager then only moves it into place."""
     began = time.perf_counter()
     store = core.get_store()
     account = _load_account(context, store)
@@ -139,14 +142,30 @@ def _read(
             )
         plan = spec.plan(full=full, cursor=cursor, window=window)
         since = plan.kwargs.get("changed_since")
+        sync = SyncRun(
+            entity=spec.entity,
+            account_id=account.id,
+            sync_id=sync_id,
+            run_id=context.run_id,
+            full=plan.full,
+            cursor_before=cursor,
+            window=window.as_cursor() if window else None,
+            read_started_at=read_started_at.isoformat() if read_started_at else None,
+        )
         reader = getattr(client, plan.method)
         started = time.monotonic()
         progress = _progress_logger(context, spec, client, stats_before)
-        stream = reader(**plan.kwargs, progress=progress)
         records: list[dict[str, Any]] = []
-        mapping = _map_while_reading(stream, spec.mapper, records, spec.entity) if map_while_reading else None
-        if mapping is None:
-            records = list(stream)
+        spool = io_manager.spool(raw_key(spec), context.partition_key, sync)
+        try:
+            arriving = _kept(reader(**plan.kwargs, progress=progress), records, spool)
+            mapping = _map_while_reading(arriving, spec.mapper, spec.entity) if map_while_reading else None
+            if mapping is None:
+                deque(arriving, maxlen=0)  # (read to the end)
+            spool.finish()
+        except BaseException:
+            spool.discard()
+            raise
         read_seconds = time.monotonic() - started
         # No log line for the read: its figures ride on the materialization (one event-log write
         # less per step, a visible share of an hourly run that has nothing to do).
@@ -156,20 +175,9 @@ def _read(
         fail_sync(context, store, account, sync_id, exc, "mapping", mark_account=False, retry=False)
     except Exception as exc:
         fail_sync(context, store, account, sync_id, exc, f"reading {spec.bitrix_method}")
-    assert sync_id is not None
-    sync = SyncRun(
-        entity=spec.entity,
-        account_id=account.id,
-        sync_id=sync_id,
-        run_id=context.run_id,
-        full=plan.full,
-        cursor_before=cursor,
-        window=window.as_cursor() if window else None,
-        read_started_at=read_started_at.isoformat() if read_started_at else None,
-    )
     materialization = dg.MaterializeResult(
         asset_key=raw_key(spec),
-        value=RawBatch(sync, records),
+        value=RawBatch(sync, records, spool=spool),
         metadata={
             "dagster/row_count": len(records),
             "read": "full" if plan.full else "incremental",
@@ -182,6 +190,8 @@ def _read(
             # Where the step's time went (python -m bench.e2e splits Dagster's overhead with these).
             "client_seconds": round(client_seconds, 3),
             "sync_log_seconds": round(client_began - began, 3),
+            # writing the raw file, inside client_seconds (between the client's pages)
+            "io_spool_seconds": round(spool.seconds, 3),
         },
     )
     return materialization, mapping
@@ -200,13 +210,21 @@ class _MapperFailed(Exception):
         self.hint = "fix the mapper"
 
 
+def _kept(
+    stream: Iterable[dict[str, Any]], records: list[dict[str, Any]], spool: RawSpool
+) -> Iterator[dict[str, Any]]:
+    """Each record as the client yields it, also appended to ``records`` and to the raw file."""
+    add_to_file = spool.add
+    for record in stream:
+        records.append(record)
+        add_to_file(record)
+        yield record
+
+
 def _map_while_reading(
-    stream: Iterable[dict[str, Any]],
-    mapper: Callable[[Any], Any],
-    keep: list[dict[str, Any]],
-    entity: str,
+    stream: Iterable[dict[str, Any]], mapper: Callable[[Any], Any], entity: str
 ) -> _Mapping:
-    """Map records as the client yields them, keeping every raw record in ``keep``.
+    """Map records as the client yields them.
 
     The client reads pages in lanes (threads) that spend most of their time waiting for the
     portal, so mapping between records fills those waits: measured on 100k tasks, reading took
@@ -225,12 +243,7 @@ def _map_while_reading(
         finally:
             spent += clock() - began
 
-    def kept() -> Iterator[dict[str, Any]]:
-        for record in stream:
-            keep.append(record)
-            yield record
-
-    result = map_records(kept(), timed)
+    result = map_records(stream, timed)
     return _Mapping(result, spent)
 
 
@@ -387,7 +400,7 @@ def _entity_asset(spec: EntitySpec) -> dg.AssetsDefinition:
                 # mapped in the same pass whenever this step maps them anyway (almost every run)
                 map_too = mapped_k in selected or core_k in selected
                 read, mapping = _read(
-                    context, spec, full, window_days, core, bitrix24, map_while_reading=map_too
+                    context, spec, full, window_days, core, bitrix24, io_manager, map_while_reading=map_too
                 )
                 raw = read.value
                 held.append(raw)

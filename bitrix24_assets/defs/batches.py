@@ -7,8 +7,11 @@ full (mark what disappeared) and which cursor and window it used.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 from pydantic import BaseModel, TypeAdapter
@@ -51,6 +54,7 @@ class RawBatch:
     io_source: str = "memory"
     io_read_seconds: float = 0.0
     released: bool = False  # the records were dropped at the end of the step (see ``release``)
+    spool: RawSpool | None = None  # the file written during the read, for the IO manager to commit
 
     def release(self) -> None:
         """Drop the records once the step is done with them (stored by the IO manager by then).
@@ -93,18 +97,85 @@ def dump_lines(batch: RawBatch | MappedBatch) -> list[bytes]:
     without pydantic's serializer."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     if isinstance(batch, RawBatch):
-        header = {"kind": "raw", "layout": "array", "sync": asdict(batch.sync)}
-        body = dumps(batch.records, option=newline)
-    else:
-        header = {
-            "kind": "mapped",
-            "layout": "array",
-            "sync": asdict(batch.sync),
-            "records_read": batch.records_read,
-            "rejected": batch.rejected,
-        }
-        body = dumps([vars(row) for row in batch.rows], option=newline)
-    return [dumps(header, option=newline), body]
+        return [raw_header(batch.sync), dumps(batch.records, option=newline)]
+    header = {
+        "kind": "mapped",
+        "layout": "array",
+        "sync": asdict(batch.sync),
+        "records_read": batch.records_read,
+        "rejected": batch.rejected,
+    }
+    return [dumps(header, option=newline), dumps([vars(row) for row in batch.rows], option=newline)]
+
+
+def raw_header(sync: SyncRun) -> bytes:
+    """The first line of a stored raw batch."""
+    header = {"kind": "raw", "layout": "array", "sync": asdict(sync)}
+    return orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class RawSpool:
+    """A raw batch's file written while its records are read, byte for byte what ``dump_lines``
+    writes (header line, then one JSON array of the records).
+
+    Writing 100k task records (82 MB) after the read cost 0.3-0.4 s of every cold run; written a
+    chunk at a time during the read, the disk writes fall in the client's waits for the portal
+    (file writes release the GIL) and the IO manager only renames the file into place
+    (:meth:`commit`). The file is private (0600) from the start, and a read that fails leaves
+    nothing behind (:meth:`discard`).
+    """
+
+    CHUNK = 2_000  # records per dump: orjson on a list is ~6x cheaper per record than one by one
+
+    def __init__(self, final: Path, sync: SyncRun) -> None:
+        self.final = final
+        self.seconds = 0.0  # spent dumping and writing, inside the read
+        self.count = 0
+        self._pending: list[dict[str, Any]] = []
+        self._tmp = final.with_suffix(".spool")
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fh: BinaryIO | None = open(  # noqa: SIM115 (closed by finish/discard)
+            self._tmp, "wb", opener=lambda p, f: os.open(p, f, 0o600)
+        )
+        self._fh.write(raw_header(sync) + b"[")
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._pending.append(record)
+        if len(self._pending) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending or self._fh is None:
+            return
+        began = time.perf_counter()
+        body = orjson.dumps(self._pending)[1:-1]  # the records without the list's brackets
+        self._fh.write(b"," + body if self.count else body)
+        self.count += len(self._pending)
+        self._pending.clear()
+        self.seconds += time.perf_counter() - began
+
+    def finish(self) -> None:
+        """Write the rest and close the file (not yet in place: see :meth:`commit`)."""
+        self._flush()
+        if self._fh is not None:
+            self._fh.write(b"]\n")
+            self._fh.close()
+            self._fh = None
+
+    def commit(self, path: Path, records: int) -> bool:
+        """Move the finished file to ``path``; False (and nothing moved) when it is not the file
+        for ``path`` or does not hold exactly ``records`` records."""
+        if self._fh is not None or path != self.final or records != self.count or not self._tmp.exists():
+            self.discard()
+            return False
+        self._tmp.replace(path)
+        return True
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._tmp.unlink(missing_ok=True)
 
 
 def dump_mapped_header(batch: MappedBatch) -> bytes:

@@ -34,6 +34,8 @@ from bitrix24_assets.defs.batches import (
     DERIVED,
     MappedBatch,
     RawBatch,
+    RawSpool,
+    SyncRun,
     dump_lines,
     dump_mapped_header,
     load_lines,
@@ -73,17 +75,23 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: RawBatch | MappedBatch) -> None:
         started = time.perf_counter()
         path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
-            if isinstance(obj, MappedBatch):
-                fh.write(dump_mapped_header(obj))
-            else:
-                fh.writelines(dump_lines(obj))
-        tmp.replace(path)
+        if not _spooled_into(obj, path):
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
+                if isinstance(obj, MappedBatch):
+                    fh.write(dump_mapped_header(obj))
+                else:
+                    fh.writelines(dump_lines(obj))
+            tmp.replace(path)
         self._sweep()
         # Rides on the materialization event (no extra event): the bench's IO-manager share.
         context.add_output_metadata({"io_write_seconds": round(time.perf_counter() - started, 3)})
+
+    def spool(self, asset: str, partition_key: str, sync: SyncRun) -> RawSpool:
+        """A raw batch's file, written while the records are read; ``handle_output`` then only
+        moves it into place (see :class:`~bitrix24_assets.defs.batches.RawSpool`)."""
+        return RawSpool(self._file(dg.AssetKey.from_user_string(asset), partition_key), sync)
 
     def load_input(self, context: dg.InputContext) -> Any:
         return self.load_stored(context.asset_key, _partition_key(context))
@@ -140,6 +148,11 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                     file.unlink()
             except FileNotFoundError:
                 continue
+
+
+def _spooled_into(obj: RawBatch | MappedBatch, path: Path) -> bool:
+    """True when the raw records were written during the read and the file is now at ``path``."""
+    return isinstance(obj, RawBatch) and obj.spool is not None and obj.spool.commit(path, len(obj.records))
 
 
 def _partition_key(context: dg.OutputContext | dg.InputContext) -> str:

@@ -14,7 +14,16 @@ import dagster as dg
 import pytest
 
 from bitrix24_assets.core import CoreStore
-from bitrix24_assets.defs.batches import DERIVED, MappedBatch, RawBatch, dump_lines, load_lines, read_header
+from bitrix24_assets.defs.batches import (
+    DERIVED,
+    MappedBatch,
+    RawBatch,
+    RawSpool,
+    SyncRun,
+    dump_lines,
+    load_lines,
+    read_header,
+)
 from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
@@ -43,6 +52,8 @@ def test_run_hands_values_over_in_memory_and_still_writes_private_files(
         path = tmp_path / "storage" / asset / f"{account}.jsonl"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert isinstance(meta(result, asset, "io_write_seconds"), float)
+    assert isinstance(meta(result, "bitrix_tasks", "io_spool_seconds"), float)  # written while read
+    assert sorted(p.name for p in (tmp_path / "storage" / "bitrix_tasks").iterdir()) == [f"{account}.jsonl"]
     raw = load_lines((tmp_path / "storage" / "bitrix_tasks" / f"{account}.jsonl").read_bytes())
     assert isinstance(raw, RawBatch) and len(raw.records) == len(sandbox.state.tasks.rows)
     # The mapped file is one header line: its rows are re-derived from the raw file when needed.
@@ -149,6 +160,53 @@ def test_stored_rows_read_back_equal_the_mapped_rows(sandbox: SandboxHandle) -> 
     batch = MappedBatch(sync, rows, len(records), {})
     back = load_lines(b"".join(dump_lines(batch)))
     assert isinstance(back, MappedBatch) and back.rows == rows and back.sync == sync
+
+
+@pytest.mark.parametrize("count", [0, 1, RawSpool.CHUNK, RawSpool.CHUNK * 2 + 7])
+def test_raw_file_written_during_the_read_is_byte_for_byte_the_dumped_one(tmp_path: Path, count: int) -> None:
+    sync = SyncRun("tasks", "acc", "sync", "run", True)
+    records = [{"id": str(i), "title": f"t{i}\n\u00e9", "tags": [i]} for i in range(count)]
+    final = tmp_path / "bitrix_tasks" / "acc.jsonl"
+    spool = RawSpool(final, sync)
+    for record in records:
+        spool.add(record)
+    spool.finish()
+    assert spool.commit(final, len(records))
+    assert final.read_bytes() == b"".join(dump_lines(RawBatch(sync, records)))
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+    assert list(final.parent.iterdir()) == [final]  # no spool file left
+
+
+def test_a_spooled_file_that_does_not_match_is_not_committed_and_the_batch_is_dumped(
+    tmp_path: Path,
+) -> None:
+    sync = SyncRun("tasks", "acc", "sync", "run", True)
+    manager = JsonLinesIOManager(base_dir=str(tmp_path))
+    final = tmp_path / "bitrix_tasks" / "acc.jsonl"
+    spool = manager.spool("bitrix_tasks", "acc", sync)
+    spool.add({"id": "1"})
+    spool.finish()
+    records = [{"id": "1"}, {"id": "2"}]  # the batch holds more than the file: write it again
+    assert not spool.commit(final, len(records))
+    assert not final.exists() and list(final.parent.iterdir()) == []
+    context = dg.build_output_context(asset_key=dg.AssetKey("bitrix_tasks"), partition_key="acc")
+    manager.handle_output(context, RawBatch(sync, records, spool=spool))
+    assert final.read_bytes() == b"".join(dump_lines(RawBatch(sync, records)))
+
+
+def test_a_read_that_fails_leaves_no_file_behind(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import bitrix24_assets.sync.tasks as tasks_module
+
+    def broken_row(**fields: Any) -> Any:
+        raise KeyError("planted")
+
+    account = add_account(core_store, sandbox.webhook_url)
+    monkeypatch.setattr(tasks_module, "TaskRow", broken_row)  # fails in the middle of the read
+    assert not runner.run(account, "bitrix24_tasks_job", full=True).success
+    folder = tmp_path / "storage" / "bitrix_tasks"
+    assert not folder.exists() or list(folder.iterdir()) == []
 
 
 def test_raw_file_is_a_header_and_one_array_and_older_per_line_files_still_load() -> None:
