@@ -157,14 +157,17 @@ def _read(
         progress = _progress_logger(context, spec, client, stats_before)
         records: list[dict[str, Any]] = []
         spool = io_manager.spool(raw_key(spec), context.partition_key, sync)
+        stream = reader(**plan.kwargs, progress=progress)
         try:
-            arriving = _kept(reader(**plan.kwargs, progress=progress), records, spool)
+            arriving = _kept(stream, records, spool)
             mapping = _map_while_reading(arriving, spec.mapper, spec.entity) if map_while_reading else None
             if mapping is None:
                 deque(arriving, maxlen=0)  # (read to the end)
             spool.finish()
         except BaseException:
             spool.discard()
+            # stop the client's lanes now, not when the (paused) collector finds the generator
+            getattr(stream, "close", lambda: None)()
             raise
         read_seconds = time.monotonic() - started
         # No log line for the read: its figures ride on the materialization (one event-log write
@@ -494,13 +497,11 @@ def _map(
 ) -> tuple[MappedBatch, dg.MaterializeResult, bool]:
     """Map the raw records (unless they were mapped while read); the batch, its materialization
     (with the check) and whether it passed."""
+    while_reading = mapping is not None
     if mapping is None:
         started = time.perf_counter()
-        mapping = _Mapping(map_records(raw.records, spec.mapper), 0.0)
-        mapping.seconds = time.perf_counter() - started
-        while_reading = False
-    else:
-        while_reading = True
+        result = map_records(raw.records, spec.mapper)
+        mapping = _Mapping(result, time.perf_counter() - started)
     result, map_seconds = mapping.result, mapping.seconds
     rejected = dict(result.rejected.most_common())
     check = mostly_valid(rejected, result.records_read)

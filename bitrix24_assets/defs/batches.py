@@ -149,7 +149,9 @@ class RawSpool:
             return
         began = time.perf_counter()
         body = orjson.dumps(self._pending)[1:-1]  # the records without the list's brackets
-        self._fh.write(b"," + body if self.count else body)
+        if self.count:
+            self._fh.write(b",")
+        self._fh.write(body)
         self.count += len(self._pending)
         self._pending.clear()
         self.seconds += time.perf_counter() - began

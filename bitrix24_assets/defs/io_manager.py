@@ -50,6 +50,7 @@ from bitrix24_assets.defs.batches import (
 from bitrix24_assets.sync import ENTITIES, map_records
 
 DEFAULT_RETENTION_HOURS = 24.0
+_STORED_SUFFIXES = frozenset({".jsonl", ".tmp", ".spool"})  # stored, being written, being read
 
 
 def default_storage_dir() -> str:
@@ -146,11 +147,12 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
             ) from None
 
     def _sweep(self) -> None:
-        """Delete stored outputs older than the retention period (PII minimisation)."""
+        """Delete stored outputs older than the retention period (PII minimisation), and files a
+        killed process left half-written (``.tmp``, ``.spool``): they hold the same records."""
         cutoff = time.time() - self.retention_hours * 3600
-        for file in Path(self.base_dir).rglob("*.jsonl"):
+        for file in Path(self.base_dir).rglob("*"):
             try:
-                if file.stat().st_mtime < cutoff:
+                if file.suffix in _STORED_SUFFIXES and file.stat().st_mtime < cutoff:
                     file.unlink()
             except FileNotFoundError:
                 continue

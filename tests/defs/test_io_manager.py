@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,23 @@ def test_mapped_asset_alone_maps_the_stored_records_again(
     assert materialized == {"mapped_tasks"}  # no read, no merge
     assert meta(rerun, "mapped_tasks", "input_source") == "file"
     assert meta(rerun, "mapped_tasks", "dagster/row_count") == len(sandbox.state.tasks.rows)
+
+
+def test_outputs_older_than_the_retention_are_swept_with_half_written_ones(tmp_path: Path) -> None:
+    """Records are personal data: whatever is older than ``retention_hours`` goes on the next write,
+    including files a killed process left half-written."""
+    manager = JsonLinesIOManager(base_dir=str(tmp_path), retention_hours=24)
+    old = time.time() - 25 * 3600
+    stale = [tmp_path / "bitrix_users" / name for name in ("a.jsonl", "b.tmp", "c.spool")]
+    kept = [tmp_path / "bitrix_users" / "fresh.jsonl", tmp_path / "bitrix_users" / "notes.txt"]
+    for file in (*stale, *kept):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(b"{}")
+    for file in (*stale, kept[1]):
+        os.utime(file, (old, old))
+    sync = SyncRun("tasks", "acc", "sync", "run", True)
+    context = dg.build_output_context(asset_key=dg.AssetKey("bitrix_tasks"), partition_key="acc")
+    manager.handle_output(context, RawBatch(sync, [{"id": "1"}]))
+    assert [f.exists() for f in stale] == [False, False, False]
+    assert all(f.exists() for f in kept)  # fresh, or not a stored output
+    assert (tmp_path / "bitrix_tasks" / "acc.jsonl").exists()
