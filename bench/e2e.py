@@ -30,8 +30,9 @@ Each step also records where its time went in its materialization metadata (``cl
 ``map_seconds`` with ``mapped_while_reading``, ``merge_seconds``, ``checks_seconds``,
 ``sync_log_seconds``, and the IO manager's ``io_write_seconds`` / ``io_read_seconds``); the
 tables split each run's wall time with them ("dagster" is what no step accounts for: event log,
-step orchestration; mapping done while reading is inside "client"). Peak memory is the max RSS
-of this process (the sandbox runs in its own).
+step orchestration; the mapping done while reading, and the raw file written while reading
+(``io_spool_seconds``), are inside "client"). Peak memory is the max RSS of this process (the
+sandbox runs in its own).
 
 Targets: overhead < 25% of the cold run; incremental with nothing changed < 10% of the cold run.
 
