@@ -133,6 +133,7 @@ def _meta(mat: Any, key: str) -> float:
 def figures(result: dg.ExecuteInProcessResult, wall: float) -> dict[str, Any]:
     """Wall time split by the timings the steps and the IO manager recorded."""
     parts = dict.fromkeys(PARTS, 0.0)
+    mapping_in_read = 0.0  # ran between the client's pages, inside client_seconds: shown, not added
     rows: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
         mat = event.step_materialization_data.materialization
@@ -143,14 +144,11 @@ def figures(result: dg.ExecuteInProcessResult, wall: float) -> dict[str, Any]:
             parts["client"] += _meta(mat, "client_seconds")
             rows[node] = mat.metadata["dagster/row_count"].value
         elif node.startswith("mapped_"):
-            # mapped while reading: those seconds ran between the client's pages, inside
-            # client_seconds, so they are shown but not added again
             in_read = mat.metadata.get("mapped_while_reading")
-            key = "mapping_in_read" if in_read is not None and in_read.value else "mapping"
-            if key == "mapping":
-                parts["mapping"] += _meta(mat, "map_seconds")
+            if in_read is not None and in_read.value:
+                mapping_in_read += _meta(mat, "map_seconds")
             else:
-                rows[key] = rows.get(key, 0.0) + _meta(mat, "map_seconds")
+                parts["mapping"] += _meta(mat, "map_seconds")
         else:
             parts["merge"] += _meta(mat, "merge_seconds")
             parts["checks"] += _meta(mat, "checks_seconds")
@@ -158,7 +156,6 @@ def figures(result: dg.ExecuteInProcessResult, wall: float) -> dict[str, Any]:
             rows[node] = "/".join(str(mat.metadata[k].value) for k in counts)
     parts["dagster"] = wall - sum(parts.values())
     overhead = wall - parts["client"] - parts["mapping"] - parts["merge"]
-    mapping_in_read = rows.pop("mapping_in_read", 0.0)
     return {"wall": wall, **parts, "overhead": overhead, "rows": rows, "mapping_in_read": mapping_in_read}
 
 

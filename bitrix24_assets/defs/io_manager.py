@@ -3,8 +3,8 @@
 ``bitrix_*`` and ``mapped_*`` outputs hold names, e-mails and phone numbers. They are written as
 a header line plus one JSON array to ``$DAGSTER_HOME/storage/bitrix24/<asset>/<account id>.jsonl``
 (readable, so a failed merge can be inspected; one file per partition, overwritten by the
-partition's next run) and
-every file older than ``retention_hours`` (default 24) is deleted whenever anything is written.
+partition's next run) and every file older than ``retention_hours`` (default 24) is deleted
+whenever anything is written.
 The directory must be on disk only the Dagster services can read; in a multi-container
 deployment point ``BITRIX24_STORAGE_DIR`` at a volume shared by the run workers.
 
@@ -50,7 +50,8 @@ from bitrix24_assets.defs.batches import (
 from bitrix24_assets.sync import ENTITIES, map_records
 
 DEFAULT_RETENTION_HOURS = 24.0
-_STORED_SUFFIXES = frozenset({".jsonl", ".tmp", ".spool"})  # stored, being written, being read
+# stored; being written by handle_output; being written during a read (RawSpool)
+_STORED_SUFFIXES = frozenset({".jsonl", ".tmp", ".spool"})
 
 
 def default_storage_dir() -> str:
