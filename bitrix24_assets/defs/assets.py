@@ -155,11 +155,10 @@ def _read(
         reader = getattr(client, plan.method)
         started = time.monotonic()
         progress = _progress_logger(context, spec, client, stats_before)
-        records: list[dict[str, Any]] = []
         spool = io_manager.spool(raw_key(spec), context.partition_key, sync)
         stream = reader(**plan.kwargs, progress=progress)
         try:
-            arriving = _kept(stream, records, spool)
+            arriving = _spooled(stream, spool)
             mapping = _map_while_reading(arriving, spec.mapper, spec.entity) if map_while_reading else None
             if mapping is None:
                 deque(arriving, maxlen=0)  # (read to the end)
@@ -180,9 +179,9 @@ def _read(
         fail_sync(context, store, account, sync_id, exc, f"reading {spec.bitrix_method}")
     materialization = dg.MaterializeResult(
         asset_key=raw_key(spec),
-        value=RawBatch(sync, records, spool=spool),
+        value=RawBatch(sync, [], spool=spool),
         metadata={
-            "dagster/row_count": len(records),
+            "dagster/row_count": spool.count,
             "read": "full" if plan.full else "incremental",
             "changed_since": since.isoformat() if since else "",
             "window": f"{window.date_from:%Y-%m-%d}..{window.date_to:%Y-%m-%d}" if window else "",
@@ -213,13 +212,14 @@ class _MapperFailed(Exception):
         self.hint = "fix the mapper"
 
 
-def _kept(
-    stream: Iterable[dict[str, Any]], records: list[dict[str, Any]], spool: RawSpool
-) -> Iterator[dict[str, Any]]:
-    """Each record as the client yields it, also appended to ``records`` and to the raw file."""
+def _spooled(stream: Iterable[dict[str, Any]], spool: RawSpool) -> Iterator[dict[str, Any]]:
+    """Each record as the client yields it, also written to the raw file.
+
+    No list of the records is kept: once mapped and written, a record is dropped. Holding a
+    cold run's 130k records until the end of the step cost ~0.5 GB of memory and ~0.3 s to free
+    them afterwards, when nothing else could happen meanwhile."""
     add_to_file = spool.add
     for record in stream:
-        records.append(record)
         add_to_file(record)
         yield record
 

@@ -45,7 +45,8 @@ class SyncRun:
 
 @dataclass
 class RawBatch:
-    """Records exactly as Bitrix24 returned them."""
+    """Records exactly as Bitrix24 returned them: in ``records``, or, for a batch read by this
+    step, only in the file written during the read (``spool``; see ``assets._read``)."""
 
     sync: SyncRun
     records: list[dict[str, Any]]
@@ -55,6 +56,11 @@ class RawBatch:
     io_read_seconds: float = 0.0
     released: bool = False  # the records were dropped at the end of the step (see ``release``)
     spool: RawSpool | None = None  # the file written during the read, for the IO manager to commit
+
+    @property
+    def count(self) -> int:
+        """How many records the batch holds, in memory or in its spool."""
+        return self.spool.count if self.spool is not None else len(self.records)
 
     def release(self) -> None:
         """Drop the records once the step is done with them (stored by the IO manager by then).
@@ -164,10 +170,10 @@ class RawSpool:
             self._fh.close()
             self._fh = None
 
-    def commit(self, path: Path, records: int) -> bool:
-        """Move the finished file to ``path``; False (and nothing moved) when it is not the file
-        for ``path`` or does not hold exactly ``records`` records."""
-        if self._fh is not None or path != self.final or records != self.count or not self._tmp.exists():
+    def commit(self, path: Path) -> bool:
+        """Move the finished file to ``path``; False (and nothing moved) when it is not finished,
+        is not the file for ``path``, or is gone."""
+        if self._fh is not None or path != self.final or not self._tmp.exists():
             self.discard()
             return False
         self._tmp.replace(path)

@@ -83,7 +83,17 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: RawBatch | MappedBatch) -> None:
         started = time.perf_counter()
         path = self._path(context)
-        if not _spooled_into(obj, path):
+        if isinstance(obj, RawBatch) and obj.spool is not None:
+            if not obj.spool.commit(path):  # the records are only in that file (see RawBatch)
+                raise dg.Failure(
+                    description=(
+                        f"Bitrix24 account {_partition_key(context)}: the file of "
+                        f"{context.asset_key.to_user_string()} written during the read is gone "
+                        "(deleted while the run was reading?); materialise it again."
+                    ),
+                    allow_retries=False,
+                )
+        else:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = path.with_suffix(".tmp")
             with open(tmp, "wb", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
@@ -157,11 +167,6 @@ class JsonLinesIOManager(dg.ConfigurableIOManager):
                     file.unlink()
             except FileNotFoundError:
                 continue
-
-
-def _spooled_into(obj: RawBatch | MappedBatch, path: Path) -> bool:
-    """True when the raw records were written during the read and the file is now at ``path``."""
-    return isinstance(obj, RawBatch) and obj.spool is not None and obj.spool.commit(path, len(obj.records))
 
 
 def _partition_key(context: dg.OutputContext | dg.InputContext) -> str:
