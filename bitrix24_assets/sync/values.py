@@ -68,6 +68,8 @@ def iso_datetime(value: Any) -> datetime | None:
     Task dates carry the calling user's offset (reference 6.4). A value without an offset is read
     as UTC rather than guessed in some server zone; callers keep the raw text in metadata.
     """
+    if value is None:  # most task dates (deadline, plan, closed) are null
+        return None
     parsed = None
     if type(value) is str:
         try:  # fast path: a clean ISO string (3.11 reads "Z" too)
