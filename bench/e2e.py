@@ -321,13 +321,13 @@ def _instance(server: EmbeddedPostgres, temp_dir: str, storage: str) -> Iterator
 
 def print_table(runs: dict[str, dict[str, Any]]) -> None:
     print(
-        f"\n{'run (median of n)':<38}{'n':>3}{'wall s':>8}{'range s':>12}{'client s':>9}{'merge s':>8}"
+        f"\n{'run (median of n)':<38}{'n':>3}{'wall s':>8}{'range s':>15}{'client s':>9}{'merge s':>8}"
         f"{'overhead s':>11}{'overhead %':>11}{'peak RSS MB':>12}"
     )
     for label, f in runs.items():
         spread = f"{f['low']:.2f}-{f['high']:.2f}"
         print(
-            f"{label:<38}{f['n']:>3}{f['wall']:>8.2f}{spread:>12}{f['client']:>9.2f}{f['merge']:>8.2f}"
+            f"{label:<38}{f['n']:>3}{f['wall']:>8.2f}{spread:>15}{f['client']:>9.2f}{f['merge']:>8.2f}"
             f"{f['overhead']:>11.2f}{100 * f['overhead'] / f['wall']:>10.1f}%{f['rss_mb']:>12.0f}"
         )
     print("\nwhere the wall time went (s): overhead = io manager + checks + sync log + dagster")
