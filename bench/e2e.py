@@ -397,12 +397,11 @@ def main() -> None:
     args = parser.parse_args()
 
     storages = ("sqlite", "postgres") if args.dagster_storage == "both" else (args.dagster_storage,)
+    size = (args.users, args.tasks, args.events)
     for storage in storages:
         print(f"\n=== Dagster storage: {storage} ===", flush=True)
         samples, floor = run_portal(
-            args.users,
-            args.tasks,
-            args.events,
+            *size,
             args.profile,
             args.time_scale,
             storage,
@@ -424,9 +423,7 @@ def main() -> None:
     for storage in storages:
         print(f"\n=== cloud portal, Dagster storage: {storage} ===", flush=True)
         samples, _ = run_portal(
-            args.users,
-            args.tasks,
-            args.events,
+            *size,
             "cloud",
             scale,
             storage,
