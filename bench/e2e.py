@@ -376,6 +376,24 @@ def print_verdict(
     )
 
 
+def print_cloud_verdict(runs: dict[str, dict[str, Any]], storage: str, scale: float) -> None:
+    cold, incremental = runs["cold (full)"], runs["incremental, nothing changed"]
+    reading = cold["client"] - cold["mapping_in_read"]
+    share = 100 * (cold["wall"] - reading - cold["merge"]) / cold["wall"]
+    ratio = 100 * incremental["wall"] / cold["wall"]
+    ok = {True: "OK", False: "MISSED"}
+    where = f"[cloud portal, time scale {scale:g}, {storage}]"
+    print(
+        f"{where} Dagster overhead of the cold run (wall - reading - merge; the "
+        f"{cold['mapping_in_read']:.2f} s of mapping counted as overhead): {share:.1f}% "
+        f"(target < 25%) -> {ok[share < 25]}"
+    )
+    print(
+        f"{where} incremental / cold wall time: {incremental['wall']:.2f} s / {cold['wall']:.2f} s = "
+        f"{ratio:.1f}% (target < 10%) -> {ok[ratio < 10]}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
@@ -435,24 +453,6 @@ def main() -> None:
         cloud = {label: median_run(s) for label, s in samples.items()}
         print_table(cloud)
         print_cloud_verdict(cloud, storage, scale)
-
-
-def print_cloud_verdict(runs: dict[str, dict[str, Any]], storage: str, scale: float) -> None:
-    cold, incremental = runs["cold (full)"], runs["incremental, nothing changed"]
-    reading = cold["client"] - cold["mapping_in_read"]
-    share = 100 * (cold["wall"] - reading - cold["merge"]) / cold["wall"]
-    ratio = 100 * incremental["wall"] / cold["wall"]
-    ok = {True: "OK", False: "MISSED"}
-    where = f"[cloud portal, time scale {scale:g}, {storage}]"
-    print(
-        f"{where} Dagster overhead of the cold run (wall - reading - merge; the "
-        f"{cold['mapping_in_read']:.2f} s of mapping counted as overhead): {share:.1f}% "
-        f"(target < 25%) -> {ok[share < 25]}"
-    )
-    print(
-        f"{where} incremental / cold wall time: {incremental['wall']:.2f} s / {cold['wall']:.2f} s = "
-        f"{ratio:.1f}% (target < 10%) -> {ok[ratio < 10]}"
-    )
 
 
 if __name__ == "__main__":

@@ -57,18 +57,14 @@ class RawBatch:
     released: bool = False  # the records were dropped at the end of the step (see ``release``)
     spool: RawSpool | None = None  # the file written during the read, for the IO manager to commit
 
-    @property
-    def count(self) -> int:
-        """How many records the batch holds, in memory or in its spool."""
-        return self.spool.count if self.spool is not None else len(self.records)
-
     def release(self) -> None:
         """Drop the records once the step is done with them (stored by the IO manager by then).
 
         Dagster keeps an output value referenced after the step from frames that only the cyclic
         garbage collector frees (its SQLite event log raises and catches an IntegrityError for
         every materialization, and the traceback holds the whole calling stack), and that
-        collector is paused during steps, so without this 100k records would outlive the step.
+        collector is paused during steps, so without this a batch loaded from its file (a retry, a
+        re-execution) would keep its 100k records past the step. A batch read by the step holds none.
         """
         self.records.clear()
         self.released = True
