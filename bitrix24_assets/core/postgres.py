@@ -244,6 +244,13 @@ class PostgresStore(CoreStore):
         rows = self._call("select * from core.recent_syncs(%s::uuid, %s, %s)", (account_id, entity, limit))
         return [SyncLog.model_validate(r) for r in rows]
 
+    def abandon_syncs(self, run_id: str, message: str) -> int:
+        return int(self._scalar("select core.abandon_syncs(%s, %s)", (run_id, redact_text(message))))
+
+    def stale_syncs(self, older_than_seconds: int, limit: int = 500) -> list[SyncLog]:
+        rows = self._call("select * from core.stale_syncs(%s, %s)", (older_than_seconds, limit))
+        return [SyncLog.model_validate(r) for r in rows]
+
     # ---- inbox -----------------------------------------------------------------------------------------
     def put_event(self, account_id: str, event: str, payload: dict[str, Any], dedupe_key: str) -> bool:
         return bool(

@@ -115,6 +115,15 @@ class CoreStore(ABC):
     def recent_syncs(self, account_id: str, entity: str | None = None, limit: int = 20) -> list[SyncLog]:
         """Latest sync-log rows of an account, newest first."""
 
+    @abstractmethod
+    def abandon_syncs(self, run_id: str, message: str) -> int:
+        """Close the run's sync-log rows that are still ``running`` as ``abandoned`` with ``message``
+        (redacted): the run stopped before its steps could close them. Idempotent; how many."""
+
+    @abstractmethod
+    def stale_syncs(self, older_than_seconds: int, limit: int = 500) -> list[SyncLog]:
+        """Rows still ``running``, with a run id, started over ``older_than_seconds`` ago; oldest first."""
+
     # ---- inbox ---------------------------------------------------------------------------------------
     @abstractmethod
     def put_event(self, account_id: str, event: str, payload: dict[str, Any], dedupe_key: str) -> bool:

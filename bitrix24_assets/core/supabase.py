@@ -246,6 +246,13 @@ class SupabaseStore(CoreStore):
         data = self._rpc("recent_syncs", {"p_account": account_id, "p_entity": entity, "p_limit": limit})
         return [SyncLog.model_validate(r) for r in data]
 
+    def abandon_syncs(self, run_id: str, message: str) -> int:
+        return int(self._rpc("abandon_syncs", {"p_run_id": run_id, "p_message": redact_text(message)}))
+
+    def stale_syncs(self, older_than_seconds: int, limit: int = 500) -> list[SyncLog]:
+        data = self._rpc("stale_syncs", {"p_older_than_seconds": older_than_seconds, "p_limit": limit})
+        return [SyncLog.model_validate(r) for r in data]
+
     # ---- inbox -----------------------------------------------------------------------------------------
     def put_event(self, account_id: str, event: str, payload: dict[str, Any], dedupe_key: str) -> bool:
         return bool(
