@@ -1,7 +1,9 @@
 """Layer 6: the Bitrix24 sandbox portal, a local emulator of the Bitrix24 REST API.
 
-Used for local runs, tests, demos and benchmarks. Faithful to ``shared/reference/bitrix24-rest-api.md``
-(section 9 is its checklist), with costs and limits on a time scale. It imports nothing from the
+Used for local runs, tests, demos and benchmarks. It answers as Bitrix24's public REST
+documentation (apidocs.bitrix24.com, github.com/bitrix24/b24restdocs) describes a cloud portal, and
+as the Bitrix24 modules' source behaves where the documentation is silent or ambiguous (each such
+choice is a config switch), with costs and limits on a time scale. It imports nothing from the
 other layers of this project and knows nothing about our client (``bitrix24_assets.bitrix24``).
 
     from bitrix24_assets.sandbox import SandboxConfig, running_sandbox

@@ -2,7 +2,8 @@
 
 Tests and demos use it to reset the portal, read counters, move the modelled clock, change data
 "as a portal user would" (which fires outgoing events like any change), create webhooks and OAuth
-apps, point outgoing events at a handler, and inject faults. Shapes are listed in README.md.
+apps, point outgoing events at a handler, inject faults, and make stored records render malformed
+values (``/overrides``). Shapes are listed in README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .methods.system import ALL_SCOPES
 from .methods.tasks import create_task, delete_task, task_record, update_task
 from .methods.user import user_record
 from .phpquery import intval
-from .store import User
+from .store import OVERRIDABLE, Override, User
 
 if TYPE_CHECKING:
     from .portal import Portal
@@ -286,6 +287,31 @@ def admin_routes(portal: Portal) -> list[Route]:
             }
         )
 
+    def overrides(request: Request, body: dict[str, Any]) -> Response:
+        state = portal.state
+        if request.method == "DELETE":
+            cleared = len(state.overrides)
+            state.overrides.clear()
+            return _json({"cleared": cleared})
+        if request.method == "POST":
+            entity = str(body.get("entity", ""))
+            if entity not in OVERRIDABLE:
+                raise ValueError(f"entity must be one of {', '.join(OVERRIDABLE)}")
+            row_id = intval(body.get("id"))
+            if getattr(state, entity).get(row_id) is None:
+                return _problem(f"no such {entity[:-1]} {row_id}", 404)
+            fields = body.get("fields") or {}
+            remove = body.get("remove") or []
+            if not isinstance(fields, dict) or not isinstance(remove, list):
+                raise ValueError("fields must be an object and remove a list of keys")
+            state.overrides[(entity, row_id)] = Override(dict(fields), tuple(str(k) for k in remove))
+        return _json(
+            [
+                {"entity": entity, "id": row_id, "fields": o.fields, "remove": list(o.remove)}
+                for (entity, row_id), o in state.overrides.items()
+            ]
+        )
+
     def oauth_app(request: Request, body: dict[str, Any]) -> Response:
         scopes = frozenset(str(s) for s in body.get("scopes", list(ALL_SCOPES)))
         app = portal.oauth.create_app(
@@ -338,6 +364,7 @@ def admin_routes(portal: Portal) -> list[Route]:
         Route("/events", guarded(add_event), methods=["POST"]),
         Route("/events/{id}", guarded(change_event), methods=["PATCH", "DELETE"]),
         Route("/faults", guarded(faults), methods=["POST", "DELETE"]),
+        Route("/overrides", guarded(overrides), methods=["GET", "POST", "DELETE"]),
         Route("/oauth/apps", guarded(oauth_app), methods=["POST"]),
         Route("/oauth/expire", guarded(oauth_expire), methods=["POST"]),
         Route("/event-handler", guarded(event_handler), methods=["GET", "PUT", "POST"]),

@@ -19,9 +19,10 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from .admin import admin_routes
-from .errors import RestError, internal_error, method_not_found
+from .errors import RestError, internal_error, method_not_found, query_limit_exceeded
+from .faults import AFTER_CALL
 from .methods import CallContext
-from .phpquery import PhpArray, request_params
+from .phpquery import PhpArray, php_map, request_params
 from .portal import Portal
 
 log = logging.getLogger("bitrix24_assets.sandbox")
@@ -108,7 +109,7 @@ def build_app(portal: Portal) -> Starlette:
             portal.count(portal.counters.faults, fault)
             if fault == "slow":
                 await portal.clock.sleep(portal.faults.plan.slow_seconds)
-            else:
+            elif fault not in AFTER_CALL:
                 return _fault_response(fault)
         try:
             if user_id == "" and token == "":
@@ -141,7 +142,10 @@ def build_app(portal: Portal) -> Starlette:
                 "X-Bitrix-Rest-User-Time": f"{outcome.processing * 0.8:.4f}",
                 "X-Bitrix-Rest-System-Time": f"{outcome.processing * 0.2:.4f}",
             }
-        return json_response(portal.envelope(outcome), 200, headers)
+        body = portal.envelope(outcome)
+        if fault in AFTER_CALL:
+            return _spoiled(fault, body, portal, headers)
+        return json_response(body, 200, headers)
 
     async def token(request: Request) -> Response:
         params = await read_params(request)
@@ -166,6 +170,8 @@ def build_app(portal: Portal) -> Starlette:
 def _fault_response(kind: str) -> Response:
     if kind == "500":
         return error_response(internal_error())
+    if kind == "query_limit":
+        return error_response(query_limit_exceeded())
     if kind in ("502", "503"):
         title = "502 Bad Gateway" if kind == "502" else "503 Service Temporarily Unavailable"
         html = (
@@ -178,3 +184,37 @@ def _fault_response(kind: str) -> Response:
             b'{"result":{"tasks":[{"id":"1","title":"Trunc', status_code=200, media_type=JSON_TYPE
         )
     return BrokenResponse(b"", 4096)  # drop
+
+
+# What PHP prints before the JSON when a module raises a notice with display_errors on.
+_PHP_NOTICE = (
+    b'<br />\n<b>Warning</b>:  Undefined array key "ID" in '
+    b"<b>/home/bitrix/www/bitrix/modules/rest/lib/api/user.php</b> on line <b>412</b><br />\n"
+)
+_RESULT_MAPS = ("result", "result_error", "result_total", "result_next", "result_time")
+
+
+def _spoiled(kind: str, body: dict[str, Any], portal: Portal, headers: dict[str, str]) -> Response:
+    """An answer of a call that ran, spoiled on its way out (``garbled``, ``empty``, ``missing_key``)."""
+    if kind == "garbled":
+        raw = _PHP_NOTICE + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return Response(raw, status_code=200, media_type=JSON_TYPE, headers=headers)
+    if kind == "empty":
+        return json_response({"result": [], "time": body["time"]}, 200, headers)
+    inner = body.get("result")  # missing_key: batch answers only
+    if isinstance(inner, dict):
+        maps = {name: _as_dict(inner.get(name)) for name in _RESULT_MAPS}
+        keys = sorted({key for m in maps.values() for key in m})
+        gone = portal.faults.pick(keys)
+        for name, mapping in maps.items():
+            mapping.pop(gone, None)  # type: ignore[arg-type]
+            inner[name] = php_map(mapping)
+    return json_response(body, 200, headers)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)}
+    return {}

@@ -1,17 +1,30 @@
 """Fault injection for reliability tests: a share of REST requests fail in chosen ways.
 
-Kinds: ``500`` (JSON ``INTERNAL_SERVER_ERROR``), ``502``/``503`` (an HTML gateway page, as a
-proxy in front of a real portal sends), ``drop`` (headers, then the connection closes without a
-body), ``truncate`` (HTTP 200 with half a JSON body), ``slow`` (the call waits ``slow_seconds``
-modelled seconds first). Deterministic: faults are drawn from their own seeded RNG.
+Kinds, each what a real portal or a proxy in front of it can do:
+
+* before the call runs (the portal never executes it): ``500`` (JSON ``INTERNAL_SERVER_ERROR``),
+  ``502``/``503`` (an HTML gateway page), ``drop`` (headers, then the connection closes without a
+  body), ``truncate`` (HTTP 200 with half a JSON body), ``query_limit`` (HTTP 503
+  ``QUERY_LIMIT_EXCEEDED`` as the portal's limiter sends it, whatever the bucket's level),
+  ``slow`` (the call waits ``slow_seconds`` modelled seconds first, then runs);
+* after the call ran (its effects and costs stay, only the answer is spoiled): ``garbled``
+  (HTTP 200 with a body that is not JSON), ``empty`` (HTTP 200, a well-formed envelope whose
+  ``result`` is ``[]``, with its ``time`` object, for ``batch`` too), ``missing_key`` (``batch``
+  only: one sub-command's key taken out of every ``result*`` map, as if it had never run).
+
+Deterministic: faults are drawn from their own seeded RNG. ``missing_key`` is only drawn for
+``batch`` requests; other requests draw among the remaining kinds.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-KINDS = ("500", "502", "503", "drop", "truncate", "slow")
+KINDS = ("500", "502", "503", "drop", "truncate", "slow", "query_limit", "garbled", "empty", "missing_key")
+AFTER_CALL = frozenset({"garbled", "empty", "missing_key"})
+BATCH_ONLY = frozenset({"missing_key"})
 
 
 @dataclass
@@ -47,8 +60,15 @@ class Faults:
             return None
         if plan.methods is not None and method.lower() not in plan.methods:
             return None
+        kinds = [k for k in plan.kinds if k not in BATCH_ONLY or method.lower() == "batch"]
+        if not kinds:
+            return None
         if self._rng.random() >= plan.rate:
             return None
         if plan.remaining is not None:
             plan.remaining -= 1
-        return self._rng.choice(plan.kinds)
+        return self._rng.choice(kinds)
+
+    def pick(self, keys: Sequence[str]) -> str | None:
+        """The sub-command a ``missing_key`` fault removes (from the same seeded RNG)."""
+        return self._rng.choice(list(keys)) if keys else None

@@ -90,6 +90,20 @@ class AdminClient:
     def clear_faults(self) -> dict[str, Any]:
         return self._do("DELETE", "/faults")
 
+    def override(
+        self,
+        entity: str,
+        record_id: int,
+        fields: dict[str, Any] | None = None,
+        remove: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Make a stored record render these values (``entity``: users, tasks or events)."""
+        body = {"entity": entity, "id": record_id, "fields": fields or {}, "remove": remove or []}
+        return self._do("POST", "/overrides", body)
+
+    def clear_overrides(self) -> dict[str, Any]:
+        return self._do("DELETE", "/overrides")
+
     def create_oauth_app(self, scopes: list[str] | None = None, expires_in: int = 3600) -> dict[str, Any]:
         body: dict[str, Any] = {"expires_in": expires_in}
         if scopes is not None:

@@ -9,9 +9,12 @@ first row and stop after 50 matches instead of scanning the portal.
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+OVERRIDABLE = ("users", "tasks", "events")
 
 
 @dataclass(slots=True)
@@ -181,6 +184,16 @@ class IdIndex:
 
 
 @dataclass
+class Override:
+    """Values one stored record renders with instead of its own (admin ``/overrides``): for tests
+    that need malformed records (an ``id`` that is an object, ``status: "abc"``, no ``ID`` at all).
+    Filters, order and ``$result`` paths still see the stored record; only the answer changes."""
+
+    fields: dict[str, Any] = field(default_factory=dict)  # replaces keys the rendered record has
+    remove: tuple[str, ...] = ()  # keys taken out of the rendered record
+
+
+@dataclass
 class Notification:
     id: int
     kind: str
@@ -203,9 +216,24 @@ class PortalState:
         self.sections: dict[int, Section] = {}
         self.notifications: list[Notification] = []
         self.seeded_counts: dict[str, int] = {}
+        self.overrides: dict[tuple[str, int], Override] = {}
         self._next_section_id = 1
         self._section_index: dict[tuple[str, int], Section] = {}
         self._owner_index: dict[tuple[str, int], list[CalendarEvent]] = {}
+
+    # ---- malformed renderings for tests ------------------------------------------------------------
+
+    def render(self, entity: str, row_id: int, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with the admin override of ``(entity, row_id)`` applied, if there is one."""
+        found = self.overrides.get((entity, row_id)) if self.overrides else None
+        if found is None:
+            return record
+        for key, value in found.fields.items():
+            if key in record:
+                record[key] = copy.deepcopy(value)
+        for key in found.remove:
+            record.pop(key, None)
+        return record
 
     # ---- sections: one default section per calendar owner, made on first use -----------------
 

@@ -34,7 +34,7 @@ def event_record(event: CalendarEvent, ctx: CallContext) -> dict[str, Any]:
         date_from, date_to = site_datetime(event.date_from, tz, fmt), site_datetime(event.date_to, tz, fmt)
         length = int(event.date_to - event.date_from)
     attendees = event.attendees or [event.created_by]
-    return {
+    record = {
         "ID": str(event.id),
         "PARENT_ID": str(event.id),
         "ACTIVE": "Y",
@@ -90,6 +90,7 @@ def event_record(event: CalendarEvent, ctx: CallContext) -> dict[str, Any]:
         "VERSION": str(event.version),
         "DATE_FROM_FORMATTED": site_datetime(event.date_from, tz, fmt),
     }
+    return ctx.state.render("events", event.id, record)
 
 
 def _owner(params: dict[str, Any], method: str, ctx: CallContext, cal_type: str) -> int:

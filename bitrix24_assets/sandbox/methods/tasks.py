@@ -272,7 +272,7 @@ def task_record(
         }
         out["favorite"] = "N"
         out["chatId"] = None
-    return out
+    return ctx.state.render("tasks", task.id, out)
 
 
 def _select(params: dict[str, Any]) -> list[str] | None:

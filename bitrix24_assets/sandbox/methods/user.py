@@ -182,7 +182,7 @@ def user_record(user: User, ctx: CallContext, *, activity_format: str = "object"
     }
     if user.user_type == "extranet":
         del record["UF_DEPARTMENT"]
-    return record
+    return ctx.state.render("users", user.id, record)
 
 
 def shape(record: dict[str, Any], scopes: frozenset[str], select: list[str] | None) -> dict[str, Any]:
