@@ -1,4 +1,4 @@
-"""``batch``: up to 50 sub-commands in one request (reference §3), with nothing swallowed.
+"""``batch``: up to 50 sub-commands in one request (Bitrix24 docs, "batch"), with nothing swallowed.
 
 The response distributes each sub-response into maps::
 
@@ -9,6 +9,10 @@ The response distributes each sub-response into maps::
 PHP's ``json_encode`` turns an empty map into ``[]`` and a map with keys ``0..n-1`` into a list, so
 every map is read through :func:`as_map`. Failed sub-commands become typed errors (the same classes
 as a direct call would raise) wrapped in :class:`~.errors.BatchCommandError`.
+
+A command that is in neither ``result`` nor ``result_error`` did not come back at all (the portal
+puts every command it ran in one of the two; only ``halt`` legitimately stops early): that answer
+is broken, never an empty page or an empty calendar. :meth:`BatchResult.missing` names such keys.
 """
 
 from __future__ import annotations
@@ -59,6 +63,22 @@ class BatchResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def missing(self, commands: Mapping[str, str], *, halt: bool = False) -> list[str]:
+        """Keys of ``commands`` in neither ``result`` nor ``result_error``: a broken answer.
+
+        With ``halt`` the portal stops at the first failed command, so only the keys before it
+        (in the order sent) must be there.
+        """
+        absent: list[str] = []
+        for key in commands:
+            if key in self.errors:
+                if halt:
+                    break
+                continue
+            if key not in self.results:
+                absent.append(key)
+        return absent
 
     def raise_for_errors(self) -> None:
         """Raise the first failed sub-command's error (``.errors`` on it lists all of them)."""

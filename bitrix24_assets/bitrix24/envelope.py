@@ -1,4 +1,4 @@
-"""Reading a Bitrix24 response body (reference §1.3).
+"""Reading a Bitrix24 response body (Bitrix24 docs, "How to call the REST API").
 
 Success::
 

@@ -20,7 +20,10 @@ Hierarchy::
         ├── ServerError                5xx
         ├── BadRequestError            4xx validation errors (ERROR_CORE, ERROR_ARGUMENT, "" from calendar)
         ├── NotFoundError              the record does not exist (or is not visible to the webhook owner)
-        └── BatchCommandError          a sub-command of ``batch`` failed; ``.error`` is its typed error
+        ├── BatchCommandError          a sub-command of ``batch`` failed; ``.error`` is its typed error
+        └── IncompleteReadError        the answers cannot prove a read complete (a batch command without
+                                       result or error, pages that contradict each other, a count above
+                                       what was read); retried like a 5xx, never a configuration error
 
 ``str(error)`` is one sentence naming the method, the portal and the fix. Nothing here ever holds the
 webhook token or an OAuth token: the portal is stored redacted, descriptions are scrubbed by the
@@ -42,6 +45,7 @@ __all__ = [
     "Bitrix24Error",
     "ClientConfigError",
     "ConnectError",
+    "IncompleteReadError",
     "MethodNotFoundError",
     "NotFoundError",
     "OperationTimeLimitError",
@@ -286,6 +290,26 @@ class BatchCommandError(ApiError):
         return bool(self.error is not None and self.error.is_configuration_error)
 
 
+class IncompleteReadError(ApiError):
+    """A read could not be proven complete: using it to remove records could delete live data.
+
+    Raised for a batch answer in which a command has neither a result nor an error, for pages that
+    contradict each other (an empty ascending probe beside a non-empty descending one, a page that
+    ends a counted read early), and when the portal counts more records than were read. Read-only
+    requests are retried like a 5xx before this is raised.
+    """
+
+    default_hint = (
+        "the portal's answers do not add up, so the read was not used; run it again later, and if it "
+        "keeps failing check for a proxy or cache between this host and the portal"
+    )
+    retryable = True
+
+    def __init__(self, description: str = "", **kw: Any) -> None:
+        kw.setdefault("code", "INCOMPLETE_READ")
+        super().__init__(description, **kw)
+
+
 _BY_CODE: dict[str, type[ApiError]] = {
     "NO_AUTH_FOUND": AuthError,
     "INVALID_CREDENTIALS": AuthError,
@@ -329,9 +353,9 @@ def error_from_response(
 ) -> ApiError:
     """The typed error for an error envelope (codes are matched as the portal sends them).
 
-    Ambiguous statuses from the reference are all accepted: ``QUERY_LIMIT_EXCEEDED`` with 503 or 429,
-    ``INVALID_CREDENTIALS`` with 401 or 403, ``PORTAL_DELETED`` with 403/410/500, ``INVALID_REQUEST``
-    ("Https required") with 400 or 401.
+    Statuses on which the docs and live portals disagree are all accepted: ``QUERY_LIMIT_EXCEEDED``
+    with 503 or 429, ``INVALID_CREDENTIALS`` with 401 or 403, ``PORTAL_DELETED`` with 403/410/500,
+    ``INVALID_REQUEST`` ("Https required") with 400 or 401.
     """
     code_s = code if code is not None else ""
     cls: type[ApiError] | None = _BY_CODE.get(code_s)

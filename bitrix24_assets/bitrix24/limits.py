@@ -1,6 +1,6 @@
 """The two limits of a Bitrix24 portal, enforced on our side so the portal never has to.
 
-1. **Request rate** (reference §4.1): every HTTP request (a batch is one) adds 1 to a per-portal
+1. **Request rate** (Bitrix24 docs, "Limits"): every HTTP request (a batch is one) adds 1 to a per-portal
    counter that drains Y per second; above X the portal answers 503 ``QUERY_LIMIT_EXCEEDED``.
    :class:`LeakyBucket` is that exact model (X=50, Y=2 by default; 250/5 on Enterprise), shared by
    every client of the same portal in the process through :func:`shared_bucket`. It is hand-written
@@ -13,7 +13,7 @@
    means an unmetered portal, and pacing it at 2 requests/s would only waste time (a 10k-user
    calendar read took 77 s instead of 2.5 s against such a portal). Any ``operating`` figure or
    ``QUERY_LIMIT_EXCEEDED`` later switches pacing back on for good.
-2. **Operating time** (§4.2): each method may use 480 s of server time per 10 minutes per webhook,
+2. **Operating time** (same page): each method may use 480 s of server time per 10 minutes per webhook,
    reported in ``time.operating`` with ``operating_reset_at``. :class:`OperatingBudget` remembers the
    latest figures per method, keeps the in-flight calls' likely cost in reserve, and makes callers
    wait for the next bucket reset *before* the portal would block. Reset times are taken relative to

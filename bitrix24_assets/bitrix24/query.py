@@ -1,4 +1,4 @@
-"""PHP ``http_build_query`` for ``batch`` sub-commands (reference §1.2, §3.1).
+"""PHP ``http_build_query`` for ``batch`` sub-commands (Bitrix24 docs, "Data encoding" and "batch").
 
 Batch commands are ``"method?query"`` strings that the portal parses with PHP ``parse_str``, so
 nested params need bracket keys: ``{"filter": {">ID": 5}, "select": ["ID"]}`` becomes

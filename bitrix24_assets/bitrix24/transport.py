@@ -2,8 +2,14 @@
 
     send()                      OAuth: refresh on ``expired_token`` and call again once
     └── _send_within_limits()   operating-time budget per method; 429 OPERATION_TIME_LIMIT -> wait for reset
-        └── _send_with_retries()  tenacity: backoff + jitter for QUERY_LIMIT_EXCEEDED, 5xx, timeouts, drops
-            └── _send_single()    leaky-bucket slot, one HTTP POST (JSON body), envelope or typed error
+        └── _send_with_retries()  tenacity: backoff + jitter for QUERY_LIMIT_EXCEEDED, 5xx, timeouts, drops,
+            │                     and (reads only) answers the caller's ``validate`` calls broken
+            └── _send_single()    leaky-bucket slot, one HTTP POST (JSON body), envelope or typed error,
+                                  then ``validate(envelope)``
+
+``validate`` is how a reader proves an answer usable before it is accepted: a batch answer without
+one of its commands, or list pages that contradict each other, raise
+:class:`~.errors.IncompleteReadError` there, so a read is sent again exactly like after a 5xx.
 
 Vendor (httpx) exceptions become :mod:`.errors` exceptions in exactly one place,
 :func:`translate_httpx_errors`, and never as a chained cause: their messages and ``request`` objects
@@ -35,6 +41,9 @@ from .redaction import Redactor, redact
 __all__ = ["HTTPX_ERROR_MAP", "Stats", "Transport", "is_read_method", "translate_httpx_errors"]
 
 log = logging.getLogger(__name__)
+
+Validate = Callable[[Envelope], None]
+"""Checks an answer before it is accepted; raises :class:`~.errors.IncompleteReadError` if broken."""
 
 _WEBHOOK_URL = re.compile(r"^(https?://[^/\s]+(?:/[^\s]*?)?/rest/)(\d+)/([^/\s?#]+)/?$")
 
@@ -143,6 +152,7 @@ class Stats:
     operation_limited: int = 0  # 429 OPERATION_TIME_LIMIT answers seen
     bucket_wait: float = 0.0  # modelled seconds waited for the leaky bucket
     budget_wait: float = 0.0  # modelled seconds waited for the operating budget
+    broken_answers: int = 0  # answers a reader's validate refused (IncompleteReadError), retried or not
     operating: dict[str, float] = field(default_factory=dict)  # latest time.operating per method
     processing: dict[str, float] = field(default_factory=dict)  # summed time.processing per method
     server_now: float | None = None  # portal clock of the latest response (time.finish)
@@ -155,6 +165,7 @@ class Stats:
                 "retries": self.retries,
                 "rate_limited": self.rate_limited,
                 "operation_limited": self.operation_limited,
+                "broken_answers": self.broken_answers,
                 "bucket_wait_s": round(self.bucket_wait, 3),
                 "budget_wait_s": round(self.budget_wait, 3),
                 "operating_s": dict(self.operating),
@@ -242,20 +253,26 @@ class Transport:
         *,
         idempotent: bool | None = None,
         budget_methods: tuple[str, ...] = (),
+        validate: Validate | None = None,
     ) -> Envelope:
-        """Call ``method`` and return its envelope. ``budget_methods``: extra methods a batch bills."""
+        """Call ``method`` and return its envelope. ``budget_methods``: extra methods a batch bills.
+
+        ``validate(envelope)`` runs on every answer before it is accepted; an
+        :class:`~.errors.IncompleteReadError` it raises is retried like a 5xx when the call is safe
+        to repeat, and raised as is when the attempts are used up (or at once for a write).
+        """
         safe = is_read_method(method) if idempotent is None else idempotent
         if self.oauth is None:
-            return self._send_within_limits(method, params, safe, budget_methods)
+            return self._send_within_limits(method, params, safe, budget_methods, validate)
         self._refresh_if_due()
         used = self.oauth.access_token.get_secret_value()
         try:
-            return self._send_within_limits(method, params, safe, budget_methods)
+            return self._send_within_limits(method, params, safe, budget_methods, validate)
         except errors.AuthError as exc:
             if exc.code != "expired_token":
                 raise
         self._refresh(used)
-        return self._send_within_limits(method, params, safe, budget_methods)
+        return self._send_within_limits(method, params, safe, budget_methods, validate)
 
     def close(self) -> None:
         self._http.close()
@@ -263,7 +280,12 @@ class Transport:
     # -- layers --------------------------------------------------------------------------------
 
     def _send_within_limits(
-        self, method: str, params: Mapping[str, Any] | None, safe: bool, budget_methods: tuple[str, ...]
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        safe: bool,
+        budget_methods: tuple[str, ...],
+        validate: Validate | None = None,
     ) -> Envelope:
         methods = (method, *budget_methods)
         for _ in range(self.max_budget_waits):
@@ -271,7 +293,7 @@ class Transport:
             with self.stats._lock:
                 self.stats.budget_wait += waited
             try:
-                return self._send_with_retries(method, params, safe)
+                return self._send_with_retries(method, params, safe, validate)
             except errors.OperationTimeLimitError:
                 # Rejected before execution, so even a write may be sent again after the reset.
                 with self.stats._lock:
@@ -293,11 +315,14 @@ class Transport:
             portal=self.portal,
         )
 
-    def _send_with_retries(self, method: str, params: Mapping[str, Any] | None, safe: bool) -> Envelope:
+    def _send_with_retries(
+        self, method: str, params: Mapping[str, Any] | None, safe: bool, validate: Validate | None = None
+    ) -> Envelope:
         def should_retry(exc: BaseException) -> bool:
             if isinstance(exc, errors.RateLimitError | errors.ConnectError):
                 return True  # never executed by the portal
-            return safe and isinstance(exc, errors.ServerError | errors.TransportError)
+            retried = errors.ServerError | errors.TransportError | errors.IncompleteReadError
+            return safe and isinstance(exc, retried)
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception()
@@ -315,9 +340,11 @@ class Transport:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send_single, method, params)
+        return retrying(self._send_single, method, params, validate)
 
-    def _send_single(self, method: str, params: Mapping[str, Any] | None) -> Envelope:
+    def _send_single(
+        self, method: str, params: Mapping[str, Any] | None, validate: Validate | None = None
+    ) -> Envelope:
         waited = self.bucket.acquire()
         body: dict[str, Any] = dict(params or {})
         if self.oauth is not None:
@@ -325,13 +352,21 @@ class Transport:
         url = self.base_url + method
         with translate_httpx_errors(method, self.portal, self.redactor):
             response = self._http.post(url, json=body)
-            if response.is_redirect and "location" in response.headers:  # portal moved (reference §1.1)
+            if response.is_redirect and "location" in response.headers:  # the portal moved (it redirects)
                 response = self._http.post(response.headers["location"], json=body)
             response.read()
         with self.stats._lock:
             self.stats.requests += 1
             self.stats.bucket_wait += waited
-        return self._parse(method, response)
+        envelope = self._parse(method, response)
+        if validate is not None:
+            try:
+                validate(envelope)
+            except errors.IncompleteReadError:
+                with self.stats._lock:
+                    self.stats.broken_answers += 1
+                raise
+        return envelope
 
     # -- helpers -------------------------------------------------------------------------------
 

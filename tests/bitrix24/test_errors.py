@@ -80,3 +80,18 @@ def test_errors_survive_pickling() -> None:
     err = errors.error_from_response("NO_AUTH_FOUND", "x", 401, method="user.get", portal=PORTAL)
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is errors.AuthError and str(again) == str(err)
+
+
+def test_incomplete_read_is_one_retryable_sentence() -> None:
+    err = errors.IncompleteReadError(
+        "the read returned 2998 records with ID up to 3120 but the portal counts 3000",
+        method="tasks.task.list",
+        portal=PORTAL,
+    )
+    text = str(err)
+    assert text.startswith(f"tasks.task.list on {PORTAL} failed (INCOMPLETE_READ): the read returned 2998")
+    assert text.endswith(".") and text.count(". ") == 0 and "\n" not in text
+    assert err.retryable and not err.is_configuration_error and isinstance(err, errors.ApiError)
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is errors.IncompleteReadError and str(again) == text
+    assert again.code == "INCOMPLETE_READ"
