@@ -2,18 +2,19 @@
 
 Fast (keyset ``>ID`` pages with ``start=-1`` chained inside ``batch``, parallel ID-range lanes),
 polite (a per-portal leaky bucket and a per-method operating-time budget, waits on the portal's
-clock), and hard to misuse (typed errors with a one-sentence fix, secrets never shown).
+clock), honest (a full read is proven complete or fails: ``ListRead``/``EventsRead`` say what was
+proven), and hard to misuse (typed errors with a one-sentence fix, secrets never shown).
 See README.md in this folder.
 """
 
 from . import errors
 from .batch import BatchResult
-from .client import PLANS, Bitrix24Client
+from .client import PLANS, Bitrix24Client, EventsRead
 from .cursors import TaskCursor
 from .errors import Bitrix24Error
 from .models import CalendarEvent, Department, Task, User
 from .oauth import OAuthCredentials
-from .paging import ListSpec, Progress
+from .paging import ListRead, ListSpec, Progress
 from .redaction import redact
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "Bitrix24Error",
     "CalendarEvent",
     "Department",
+    "EventsRead",
+    "ListRead",
     "ListSpec",
     "OAuthCredentials",
     "Progress",

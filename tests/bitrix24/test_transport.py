@@ -248,3 +248,47 @@ def test_token_never_in_logs_repr_or_errors(caplog: pytest.LogCaptureFixture) ->
     ]
     assert all(TOKEN not in t for t in texts)
     assert "/rest/1/***/" in caplog.text or "***" in str(info.value)
+
+
+def _batch_answer(request: httpx.Request, drop: str | None) -> httpx.Response:
+    cmd = json.loads(request.content)["cmd"]
+    return ok({"result": {k: {"ID": k} for k in cmd if k != drop}, "result_error": [], "result_time": []})
+
+
+def test_batch_without_a_commands_key_is_retried_then_incomplete() -> None:
+    """A command in neither ``result`` nor ``result_error`` is a broken answer, never an empty one."""
+    answers = iter(["b", "b", None])
+    c = client(lambda r: _batch_answer(r, next(answers)))
+    assert c.batch({"a": "user.current", "b": "profile"})["b"] == {"ID": "b"}
+    assert c.stats.retries == 2 and c.stats.broken_answers == 2
+    c = client(lambda r: _batch_answer(r, "b"), max_attempts=3)
+    with pytest.raises(errors.IncompleteReadError, match="neither a result nor an error for 1 of its 2"):
+        c.batch({"a": "user.current", "b": "profile"})
+    assert c.stats.requests == 3
+
+
+def test_write_batch_without_a_key_is_not_sent_again() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        return _batch_answer(request, "b")
+
+    with pytest.raises(errors.IncompleteReadError):
+        client(handler).batch({"a": "tasks.task.add?fields[TITLE]=x", "b": "tasks.task.add?fields[TITLE]=y"})
+    assert calls["n"] == 1  # a write that may have run is never repeated
+
+
+def test_halted_batch_may_stop_after_the_failed_command() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return ok(
+            {
+                "result": {"a": 1},
+                "result_error": {"b": {"error": "ERROR_CORE", "error_description": "no"}},
+                "result_time": [],
+            }
+        )
+
+    commands = {"a": "profile", "b": "profile", "c": "profile"}
+    res = client(handler).batch(commands, halt=True, raise_errors=False)
+    assert res["a"] == 1 and "c" not in res
