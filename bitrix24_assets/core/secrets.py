@@ -5,22 +5,28 @@ carry their token in the path (``/rest/<user>/<token>/``). Every message that le
 passes through :func:`redact_text`, so a vendor message quoting any of them is still safe.
 Bitrix24 URLs are masked by the client layer's :func:`~bitrix24_assets.bitrix24.redaction.redact`,
 the one place that knows their shapes (mistyped webhook URLs included).
+
+A password typed into a DSN is not always percent-encoded: people write
+``postgresql://core:p@ss@db/core``, and parsers disagree on where such a password ends (Python's
+``urlsplit`` takes the last ``@``, libpq the first). So everything between ``user:`` and the last
+``@`` before whitespace is masked: when in doubt, more is masked, never less.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 from bitrix24_assets.bitrix24.redaction import redact as redact_bitrix24
 
 __all__ = ["redact_dsn", "redact_text", "redact_webhook_url"]
 
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(@)", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# scheme://user:<password>@host: the password runs to the LAST "@" before whitespace ("@", ":", "/",
+# "?" and "#" typed unencoded in a password stay masked)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*(@)", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(\b(?:pg|ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'\S*|\S+)", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 _BEARER = re.compile(r"(\b(?:bearer|apikey)[\s:=]+)[\w.~+/-]+", re.IGNORECASE)
-_SECRET_QUERY = re.compile(r"([?&]password=)[^&\s]+")
+_SECRET_QUERY = re.compile(r"([?&](?:ssl)?password=)[^&\s]+", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
@@ -34,16 +40,12 @@ def redact_text(text: str) -> str:
 
 
 def redact_dsn(dsn: str) -> str:
-    """``postgresql://core:pw@db:5432/core`` -> ``postgresql://core:***@db:5432/core``."""
-    if "://" not in dsn:
-        return redact_text(dsn)
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+    """``postgresql://core:p@ss@db:5432/core`` -> ``postgresql://core:***@db:5432/core``.
+
+    Not parsed with ``urlsplit``: it cuts an unencoded ``/``, ``?`` or ``#`` in a password at the
+    wrong place and would show the rest. Keyword DSNs (``password=...``) are masked too.
+    """
+    return redact_text(dsn)
 
 
 def redact_webhook_url(url: str) -> str:
