@@ -1,4 +1,4 @@
-"""Parse and authenticate Bitrix24 outgoing-event payloads (reference §7).
+"""Parse and authenticate Bitrix24 outgoing-event payloads (docs/bitrix24-rest-api.md §7).
 
 Bitrix24's queue server POSTs ``application/x-www-form-urlencoded`` bodies with PHP bracket keys,
 for example (decoded, one field per line)::
@@ -20,8 +20,14 @@ and :func:`verify_application_token` compares the token in constant time. The qu
 * task ids are read from ``data[FIELDS_AFTER][ID]`` with a fallback to ``data[FIELDS_BEFORE][ID]``
   (``ONTASKADD`` sends ``FIELDS_BEFORE=undefined``, ``ONTASKDELETE`` sends ``FIELDS_AFTER=undefined``);
 * calendar events carry a lower-case ``data[id]`` (``data[ID]`` is accepted too);
-* ``ONUSERADD``'s ``data[ACTIVE]`` is ``Y`` in the docs but a PHP boolean (``1``) in the source:
-  ``Y``/``1``/``true`` and ``N``/``0``/``false``/empty are all accepted (reference §7.3, AMBIGUOUS).
+* ``ONUSERADD``'s ``data[ACTIVE]`` is ``Y`` in the docs' example but a PHP boolean (``1``, or
+  empty for false) as Bitrix24 builds it: ``Y``/``1``/``true`` and ``N``/``0``/``false``/empty are
+  all accepted (docs/bitrix24-rest-api.md §7.3, AMBIGUOUS).
+
+Anything else is refused with :class:`EventPayloadError` (one sentence, the receiver's 400), never
+another exception: a field we use that is malformed (``ts="²"``, a 5,000-digit ``ts``, a handler id
+that is not digits, ``ACTIVE=maybe``), NUL bytes (Postgres cannot store them in ``jsonb``), text
+that is not UTF-8. The fields we only carry (the rest of ``data``) are kept as they came.
 
 Layer 1: no Dagster, no database, no HTTP server; the receiver and the sensor build on this.
 """
@@ -35,7 +41,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 __all__ = [
     "UNDEFINED",
@@ -57,8 +63,14 @@ MAX_FIELDS = 1000
 MAX_NESTING = 16
 """Bracket depth accepted per key; events nest three deep at most (``data[UF_DEPARTMENT][0]``)."""
 
+MAX_DIGITS = 18
+"""Digits accepted in ``ts`` and ``event_handler_id``: any value fits a signed 64-bit integer."""
+
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
-_NUMERIC_ID = re.compile(r"^[1-9][0-9]{0,18}$")
+_NUMERIC_ID = re.compile(r"[1-9][0-9]{0,18}")
+_DIGITS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
+# auth[domain] / auth[member_id]: printable, no spaces (a host, maybe with a port; a 32-hex id)
+_PORTAL_TEXT = re.compile(r"[^\s\x00-\x1f\x7f]{1,255}")
 
 
 class EventPayloadError(ValueError):
@@ -148,17 +160,21 @@ def parse_form(body: bytes | str) -> dict[str, Any]:
     A later scalar replaces an earlier array under the same name, as in PHP.
 
     Raises:
-        EventPayloadError: not UTF-8, more than ``MAX_FIELDS`` fields or nesting beyond ``MAX_NESTING``.
+        EventPayloadError: not UTF-8, NUL bytes, more than ``MAX_FIELDS`` fields or nesting beyond
+            ``MAX_NESTING``.
     """
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
+        text.encode("utf-8")  # a str argument may hold lone surrogates, which no database stores
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
-    except UnicodeDecodeError as exc:
-        raise EventPayloadError("The event body is not UTF-8 form data.") from exc
+    except UnicodeError:
+        raise EventPayloadError("The event body is not UTF-8 form data.") from None
     except ValueError as exc:  # max_num_fields exceeded
         raise EventPayloadError(f"The event body has more than {MAX_FIELDS} form fields.") from exc
     result: dict[str, Any] = {}
     for raw_key, value in pairs:
+        if "\x00" in raw_key or "\x00" in value:
+            raise EventPayloadError("The event body contains NUL bytes, which no Bitrix24 event carries.")
         _assign(result, raw_key, value)
     return result
 
@@ -190,7 +206,8 @@ def _assign(target: dict[str, Any], raw_key: str, value: str) -> None:
 
 
 def _next_index(array: dict[str, Any]) -> str:
-    ints = [int(k) for k in array if k.isdigit()]
+    """PHP's next key for ``a[]``: one past the largest integer key (ASCII digits; ``"²"`` is not one)."""
+    ints = [int(k) for k in array if _DIGITS.fullmatch(k)]
     return str(max(ints) + 1 if ints else 0)
 
 
@@ -198,37 +215,40 @@ def parse_event(form: dict[str, Any]) -> OutgoingEvent:
     """Build an :class:`OutgoingEvent` from a parsed form (see :func:`parse_form`).
 
     Raises:
-        EventPayloadError: unknown or missing event name, or no usable object id.
+        EventPayloadError: unknown or missing event name, no usable object id, or a malformed
+            ``ts``, ``event_handler_id``, ``auth[domain]``, ``auth[member_id]`` or ``ONUSERADD``
+            ``data[ACTIVE]``. No other exception escapes, whatever the form holds.
     """
     name = _text(form.get("event"))
     if not name:
         raise EventPayloadError("The body has no 'event' field; it is not a Bitrix24 outgoing event.")
-    try:
-        event = EventName(name.upper())
-    except ValueError:
-        known = ", ".join(e.value for e in EventName)
-        raise EventPayloadError(
-            f"Event {name[:64]!r} is not handled here; subscribe only to {known}."
-        ) from None
+    event = _event_name(name)
     raw_data = form.get("data")
     data = _without_undefined(raw_data) if isinstance(raw_data, dict) else {}
-    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
+    raw_auth = form.get("auth")
+    auth: dict[str, Any] = raw_auth if isinstance(raw_auth, dict) else {}
     token = _text(auth.get("application_token"))
-    return OutgoingEvent(
-        event=event,
-        object_id=_object_id(event, data),
-        handler_id=_text(form.get("event_handler_id")),
-        ts=_int_or_none(_text(form.get("ts"))),
-        domain=_text(auth.get("domain")),
-        member_id=_text(auth.get("member_id")),
-        application_token=SecretStr(token) if token else None,
-        user_active=_php_bool(data.get("ACTIVE")) if event is EventName.ONUSERADD else None,
-        data=data,
-    )
+    try:
+        return OutgoingEvent(
+            event=event,
+            object_id=_object_id(event, data),
+            handler_id=_digits(form, "event_handler_id", "a handler id"),
+            ts=_unix_seconds(form),
+            domain=_portal_text(auth, "domain"),
+            member_id=_portal_text(auth, "member_id"),
+            application_token=SecretStr(token) if token else None,
+            user_active=_user_active(data) if event is EventName.ONUSERADD else None,
+            data=data,
+        )
+    except ValidationError:  # every field is checked above; this is the last line of defence
+        raise EventPayloadError(f"The {event.value} event has a field that cannot be read.") from None
 
 
 def verify_application_token(expected: str | SecretStr | None, received: str | SecretStr | None) -> bool:
-    """True only if both tokens are present and equal, compared in constant time (reference §7.4)."""
+    """True only if both tokens are present and equal, compared in constant time.
+
+    The token is the authenticity check Bitrix24 documents (docs/bitrix24-rest-api.md §7.4).
+    """
     expected_text = expected.get_secret_value() if isinstance(expected, SecretStr) else expected
     received_text = received.get_secret_value() if isinstance(received, SecretStr) else received
     if not expected_text or not received_text:
@@ -245,7 +265,7 @@ def _object_id(event: EventName, data: dict[str, Any]) -> str:
         candidates = [data.get("ID")]
     for candidate in candidates:
         text = _text(candidate)
-        if text and _NUMERIC_ID.match(text):
+        if text and _NUMERIC_ID.fullmatch(text):
             return text
     where = {
         Entity.TASKS: "data[FIELDS_AFTER][ID] or data[FIELDS_BEFORE][ID]",
@@ -280,14 +300,66 @@ def _text(value: Any) -> str | None:
     return None if not text or text == UNDEFINED else text
 
 
-def _int_or_none(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
+def _event_name(name: str) -> EventName:
+    try:
+        return EventName(name.upper()) if name.isascii() else EventName("?")
+    except ValueError:
+        known = ", ".join(e.value for e in EventName)
+        raise EventPayloadError(
+            f"Event {name[:64]!r} is not handled here; subscribe only to {known}."
+        ) from None
+
+
+def _digits(form: dict[str, Any], key: str, what: str) -> str | None:
+    """An optional field of ASCII digits (``undefined``/blank = absent); anything else is refused."""
+    value = form.get(key)
+    if value is None:
+        return None
+    text = _text(value)
+    if text is None and isinstance(value, str):
+        return None
+    if text is None or not _DIGITS.fullmatch(text):
+        raise EventPayloadError(
+            f"The event's {key} is not {what} (at most {MAX_DIGITS} ASCII digits); the event was not stored."
+        )
+    return text
+
+
+def _unix_seconds(form: dict[str, Any]) -> int | None:
+    text = _digits(form, "ts", "Unix seconds")
+    return int(text) if text is not None else None
+
+
+def _portal_text(auth: dict[str, Any], key: str) -> str | None:
+    value = auth.get(key)
+    if value is None:
+        return None
+    text = _text(value)
+    if text is None and isinstance(value, str):
+        return None
+    if text is None or not _PORTAL_TEXT.fullmatch(text):
+        raise EventPayloadError(
+            f"The event's auth[{key}] is not a portal {'domain' if key == 'domain' else 'id'}; "
+            "the event was not stored."
+        )
+    return text
+
+
+def _user_active(data: dict[str, Any]) -> bool | None:
+    if "ACTIVE" not in data:
+        return None
+    active = _php_bool(data["ACTIVE"])
+    if active is None and data["ACTIVE"] is not None:
+        raise EventPayloadError(
+            "ONUSERADD's data[ACTIVE] is neither Y/N nor 1/0/true/false; the event was not stored."
+        )
+    return active
 
 
 def _php_bool(value: Any) -> bool | None:
-    if value is None:
+    if not isinstance(value, str):
         return None
-    text = str(value).strip().lower()
+    text = value.strip().lower()
     if text in ("y", "1", "true"):
         return True
     if text in ("n", "0", "false", ""):
