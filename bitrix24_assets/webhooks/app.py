@@ -1,8 +1,8 @@
 """The FastAPI app that receives Bitrix24 outgoing events and stores them in the Core inbox.
 
 ``POST /bitrix24/events/{account_id}`` answers as soon as the event is stored: Bitrix24's queue
-gives slow handlers lower priority and never retries (reference §7.5), so nothing here waits for a
-sync. The sensor in ``defs/inbox.py`` turns stored events into runs.
+gives slow handlers lower priority and never retries (docs/bitrix24-rest-api.md §7.5), so nothing
+here waits for a sync. The sensor in ``defs/inbox.py`` turns stored events into runs.
 
 Checks, in order, each with one JSON sentence ``{"ok": false, "error": ...}``:
 
@@ -12,12 +12,15 @@ Content-Length or streamed body too large     413
 body not form data / too many fields          400
 application token wrong or missing            401
 domain / member_id differ from settings       401
-unknown event, no object id                   400
+unknown event, no object id, malformed field  400
+Core refused the event's data                 400
 Core unreachable                              503
 ==========================================  ======
 
 The token is checked before the event is validated, so an unauthenticated caller learns nothing
-about what we accept. Neither the token nor the ``auth`` block is ever logged or stored.
+about what we accept. Neither the token nor the ``auth`` block is ever logged or stored, and the
+access log shows no query string (:mod:`.access_log`). No body makes the receiver answer 500: a
+parser failure other than :class:`EventPayloadError` is logged as a bug and answered 400.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from bitrix24_assets.bitrix24.events import (
     parse_form,
     verify_application_token,
 )
-from bitrix24_assets.core import AccountNotFoundError, CoreStore, open_store
+from bitrix24_assets.core import AccountNotFoundError, CoreDataError, CoreError, CoreStore, open_store
 
+from .access_log import install_access_log_filter
 from .accounts import AccountAuth, AccountAuthCache
 from .settings import ReceiverSettings
 
@@ -72,6 +76,7 @@ def create_app(store: CoreStore | None = None, *, settings: ReceiverSettings | N
             startup (in a worker thread: the embedded Postgres may take seconds to start).
     """
     config = settings or ReceiverSettings()
+    install_access_log_filter()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,6 +164,14 @@ def _parse_form(body: bytes, account_id: str) -> dict[str, Any]:
     except EventPayloadError as exc:
         logger.warning("Refused an event for account %s: %s", account_id, exc)
         raise Refusal(400, str(exc)) from None
+    except Exception as exc:  # a parser bug must not become a 500 (nor show the body)
+        raise _unreadable(account_id, exc) from None
+
+
+def _unreadable(account_id: str, exc: Exception) -> Refusal:
+    logger.error("Refused an event for account %s: the parser failed with %s (a bug; the body is not "
+                 "logged).", account_id, type(exc).__name__)
+    return Refusal(400, f"The event for account {account_id} could not be read; it was not stored.")
 
 
 async def _check_sender(form: dict[str, Any], account: AccountAuth, request: Request,
@@ -205,12 +218,22 @@ def _parse_event(form: dict[str, Any], account_id: str) -> OutgoingEvent:
     except EventPayloadError as exc:
         logger.warning("Refused an event for account %s: %s", account_id, exc)
         raise Refusal(400, str(exc)) from None
+    except Exception as exc:  # a parser bug must not become a 500 (nor show the body)
+        raise _unreadable(account_id, exc) from None
 
 
 async def _store(store: CoreStore, account_id: str, event: OutgoingEvent) -> bool:
+    """One insert: the event is stored whole or not at all."""
     try:
         return await run_in_threadpool(store.put_event, account_id, event.event.value, event.inbox_payload(),
                                        event.dedupe_key)
+    except CoreDataError as exc:  # the parser should have refused it; say so instead of "unreachable"
+        logger.error("Core refused %s for account %s: %s", event.event.value, account_id, exc)
+        raise Refusal(400, f"Core refused the data of this {event.event.value} event; it was not stored.") \
+            from None
+    except CoreError as exc:  # unreachable, or misconfigured (grants, migrations): its sentence says which
+        logger.error("Could not store %s for account %s: %s", event.event.value, account_id, exc)
+        raise Refusal(503, "Core is not reachable; the event was not stored.") from None
     except Exception as exc:
         logger.error("Could not store %s for account %s: Core is not reachable (%s).", event.event.value,
                      account_id, type(exc).__name__)

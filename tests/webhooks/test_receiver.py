@@ -7,10 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 
-from bitrix24_assets.core import CoreStore
+from bitrix24_assets.core import CoreDataError, CoreStore
 from bitrix24_assets.core.postgres import PostgresStore
 from bitrix24_assets.webhooks import ReceiverSettings, create_app
+from tests.bitrix24.test_events import forms
 
 from .conftest import FORM, TOKEN_A, TOKEN_B, Accounts, event_body
 
@@ -229,3 +231,82 @@ def test_healthz_and_events_answer_503_when_core_is_down(accounts: Accounts) -> 
     assert health.status_code == 503
     assert event.status_code == 503
     assert event.json() == {"ok": False, "error": "Core is not reachable; the event was not stored."}
+
+
+# ---- malformed fields with a valid token: 400 and one sentence, never a 500, nothing stored -------------
+
+
+@pytest.fixture
+def roomy_client(core_store: CoreStore) -> Iterator[TestClient]:
+    """The receiver with the default 64 KiB body limit (a 5,000-digit ts needs more than 4 KiB)."""
+    settings = ReceiverSettings(token_recheck_seconds=0.0)
+    with TestClient(create_app(core_store, settings=settings)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"ts": "²"}, "ts is not Unix seconds"),
+        ({"ts": "9" * 5000}, "ts is not Unix seconds"),
+        ({"ts": "١٧٦٦٠٤٧١٢٤"}, "ts is not Unix seconds"),
+        ({"event_handler_id": "975; drop"}, "event_handler_id is not a handler id"),
+        ({"data[TITLE]": "a\x00b"}, "NUL"),
+    ],
+)
+def test_malformed_field_with_a_valid_token_is_400_and_nothing_is_stored(
+    roomy_client: TestClient, core_store: CoreStore, accounts: Accounts, extra: dict[str, str], message: str
+) -> None:
+    body = event_body(ts=extra.pop("ts", "1766047124"), extra=extra)
+    if "event_handler_id" in extra:
+        body = body.replace("event_handler_id=975&", "")
+    response = roomy_client.post(url(accounts.a), content=body, headers=FORM)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert message in error and error.endswith(".")
+    assert pending_for(core_store, accounts.a) == []
+
+
+def test_onuseradd_with_an_unreadable_active_flag_is_400(
+    roomy_client: TestClient, core_store: CoreStore, accounts: Accounts
+) -> None:
+    body = event_body("ONUSERADD", "5").replace("data%5BACTIVE%5D=Y", "data%5BACTIVE%5D=maybe")
+    response = roomy_client.post(url(accounts.a), content=body, headers=FORM)
+    assert response.status_code == 400 and "data[ACTIVE]" in response.json()["error"]
+    assert pending_for(core_store, accounts.a) == []
+
+
+class RefusingStore(PostgresStore):
+    """The real store, whose inbox insert fails the way Core refuses a value (SQLSTATE class 22)."""
+
+    def put_event(self, account_id: str, event: str, payload: dict, dedupe_key: str) -> bool:
+        raise CoreDataError("Core refused the value (invalid_text_representation)")
+
+
+def test_data_core_refuses_is_400_not_unreachable(core_dsn: str, accounts: Accounts) -> None:
+    store = RefusingStore(core_dsn, max_size=2)
+    try:
+        with TestClient(create_app(store)) as refusing:
+            response = refusing.post(url(accounts.a), content=event_body(), headers=FORM)
+    finally:
+        store.close()
+    assert response.status_code == 400
+    assert response.json()["error"] == "Core refused the data of this ONTASKUPDATE event; it was not stored."
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forms())
+def test_any_body_with_a_valid_token_is_stored_or_refused_with_400(
+    roomy_client: TestClient, core_store: CoreStore, accounts: Accounts, raw: str
+) -> None:
+    before = len(pending_for(core_store, accounts.a))
+    body = f"{raw}&auth%5Bapplication_token%5D={TOKEN_A}"  # last, so it is the token the receiver reads
+    response = roomy_client.post(url(accounts.a), content=body.encode("utf-8", "surrogatepass"), headers=FORM)
+    after = len(pending_for(core_store, accounts.a))
+    assert response.status_code in (200, 400), response.text
+    answer = response.json()
+    if response.status_code == 400:
+        assert answer["ok"] is False and answer["error"].endswith(".")
+        assert after == before  # nothing stored, not even part of it
+    else:
+        assert after == before + int(answer["stored"])
