@@ -6,7 +6,11 @@ Hierarchy::
     ├── CoreUnavailableError       Core cannot be reached right now (network, timeouts, 5xx); retryable
     ├── CoreConfigurationError     the operator must fix something (DSN, key, grants, schema, migrations)
     ├── AccountNotFoundError       the integration account does not exist
-    └── CoreDataError              Core refused the data (constraint, bad value)
+    ├── CoreDataError              Core refused the data (SQLSTATE classes 22 and 23: constraint, bad value)
+    └── MassRemovalError           a full merge would remove too many rows (the guard, SQLSTATE BX001)
+
+Only :class:`CoreUnavailableError` is ``retryable``: the same data or configuration fails the same
+way again (a NUL byte in a title was once retried three times for nothing).
 
 Every backend wraps each call in :func:`translate_errors`. ``tests/core/test_errors.py`` fails if a
 vendor exception class is missing from the tables below, so a library upgrade that adds one is
@@ -15,6 +19,7 @@ noticed rather than leaking a raw psycopg/httpx/postgrest exception (and maybe a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,13 +33,18 @@ from supabase import SupabaseException
 from .secrets import redact_text
 
 __all__ = [
+    "MASS_REMOVAL_SQLSTATE",
     "AccountNotFoundError",
     "CoreConfigurationError",
     "CoreDataError",
     "CoreError",
     "CoreUnavailableError",
+    "MassRemovalError",
     "translate_errors",
 ]
+
+MASS_REMOVAL_SQLSTATE = "BX001"
+"""Raised by ``core.check_removal`` (sql/merge_common.sql), with the figures as JSON in DETAIL."""
 
 
 class CoreError(Exception):
@@ -51,6 +61,13 @@ class CoreError(Exception):
         """True when retrying cannot help: an operator has to change configuration or data."""
         return isinstance(self, CoreConfigurationError | AccountNotFoundError)
 
+    @property
+    def retryable(self) -> bool:
+        """True only when Core could not be reached or gave up for now (network, 5xx, deadlock):
+        a retry of the same call can succeed. Refused data, configuration and the mass-removal
+        guard fail the same way every time."""
+        return isinstance(self, CoreUnavailableError)
+
 
 class CoreUnavailableError(CoreError):
     """Core cannot be reached right now (connection refused, timeout, gateway 5xx)."""
@@ -65,7 +82,74 @@ class AccountNotFoundError(CoreError):
 
 
 class CoreDataError(CoreError):
-    """Core refused the data: a constraint or a value out of range."""
+    """Core refused the data: a constraint or a value out of range (SQLSTATE classes 22 and 23)."""
+
+
+class MassRemovalError(CoreError):
+    """A full merge would have removed too many of an account's live rows; it changed nothing.
+
+    ``entity`` is the Core entity ("employees", "tasks", "calendar_events"), ``live`` the live rows
+    the read covered, ``removing`` how many the merge would have deactivated or marked deleted,
+    ``max_share`` / ``min_rows`` the guard's limits and ``empty_batch`` whether the read brought no
+    rows at all. Never retryable: the same read removes the same rows; an operator confirms it with
+    ``RemovalGuard(allow=True)`` once Bitrix24 shows the rows are really gone.
+    """
+
+    def __init__(
+        self,
+        entity: str,
+        live: int,
+        removing: int,
+        max_share: float,
+        min_rows: int = 0,
+        empty_batch: bool = False,
+    ) -> None:
+        self.entity = entity
+        self.live = live
+        self.removing = removing
+        self.max_share = max_share
+        self.min_rows = min_rows
+        self.empty_batch = empty_batch
+        what = entity.replace("_", " ")
+        if empty_batch:
+            message = (
+                f"A full read of {what} returned no rows, so the merge would remove all {removing:,} of "
+                f"{live:,} live rows; nothing was changed"
+            )
+        else:
+            limit = max(max_share * live, min_rows)
+            message = (
+                f"A full merge of {what} would remove {removing:,} of {live:,} live rows, more than the "
+                f"{limit:,.0f} allowed ({max_share:.0%} of them, at least {min_rows:,}); nothing was changed"
+            )
+        super().__init__(message, code=MASS_REMOVAL_SQLSTATE)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its figures (the default would call __init__ with the message only)
+        return (
+            type(self),
+            (self.entity, self.live, self.removing, self.max_share, self.min_rows, self.empty_batch),
+        )
+
+
+def _mass_removal(detail: str | None) -> CoreError:
+    """The guard's figures from the error's DETAIL (JSON written by core.check_removal)."""
+    try:
+        figures = json.loads(detail or "")
+        return MassRemovalError(
+            entity=str(figures["entity"]),
+            live=int(figures["live"]),
+            removing=int(figures["removing"]),
+            max_share=float(figures["max_share"]),
+            min_rows=int(figures.get("min_rows", 0)),
+            empty_batch=bool(figures.get("empty_batch", False)),
+        )
+    except (ValueError, TypeError, KeyError):
+        return CoreDataError(
+            "Core refused a full merge that would remove too many rows (the figures were not readable)",
+            hint="check the read, or confirm the removal",
+            code=MASS_REMOVAL_SQLSTATE,
+        )
 
 
 # --------------------------------------------------------------------------------------------- psycopg
@@ -129,6 +213,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _psycopg_error(exc: psycopg.Error, target: str) -> CoreError:
+    if exc.sqlstate == MASS_REMOVAL_SQLSTATE:
+        return _mass_removal(exc.diag.message_detail)
     detail = _first_line(exc)
     mapped = _from_sqlstate(exc.sqlstate, detail, target)
     if mapped is not None:
@@ -243,6 +329,8 @@ _TRANSIENT_HTTP = {"500", "502", "503", "504", "520", "522", "524"}
 
 def _api_error(exc: APIError, target: str) -> CoreError:
     code = str(exc.code) if exc.code is not None else None
+    if code == MASS_REMOVAL_SQLSTATE:
+        return _mass_removal(exc.details)
     detail = redact_text(str(exc.message or code or "no message").splitlines()[0].rstrip("."))
     if code in _POSTGREST:
         cls, message, hint = _POSTGREST[code]
