@@ -109,15 +109,20 @@ def timed(fn: Callable[[], MergeCounts]) -> tuple[float, MergeCounts]:
 def rpc_merge(
     dsn: str, function: str, account: str, rows: Sequence[EmployeeRow] | Sequence[TaskRow]
 ) -> MergeCounts:
-    """What SupabaseStore does per chunk, minus HTTP: JSON body -> core.merge_*(jsonb)."""
+    """What SupabaseStore does per chunk, minus HTTP: JSON body -> core.merge_*(jsonb); like it,
+    only the last chunk counts the table's rows."""
     total = MergeCounts()
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, len(rows), CHUNK):
             body = orjson.dumps(json_rows(rows[start : start + CHUNK], start)).decode()
+            last = start + CHUNK >= len(rows)
             r = conn.execute(
-                f"select * from core.{function}(%s::uuid, %s::jsonb, false)", (account, body)
+                f"select * from core.{function}(%s::uuid, %s::jsonb, false, p_counts => %s)",
+                (account, body, last),
             ).fetchone()
-            total = total + MergeCounts(inserted=r[0], updated=r[1], unchanged=r[2], removed=r[3])
+            total = total + MergeCounts(
+                inserted=r[0], updated=r[1], unchanged=r[2], removed=r[3], rows_in_table=r[4], live_rows=r[5]
+            )
     return total
 
 

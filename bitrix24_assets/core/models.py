@@ -1,4 +1,5 @@
-"""Records the Core SDK returns: accounts, merge counts, sync logs, inbox events."""
+"""Records the Core SDK takes and returns: accounts, merge counts and the mass-removal guard, sync
+logs, inbox events, health figures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, Secret, field_validator
 
 from .secrets import redact_webhook_url
 
-__all__ = ["Credentials", "InboxEvent", "IntegrationAccount", "MergeCounts", "SyncLog"]
+__all__ = [
+    "Credentials",
+    "InboxEvent",
+    "IntegrationAccount",
+    "MergeCounts",
+    "RemovalGuard",
+    "SyncLog",
+    "UnresolvedPeople",
+]
 
 Credentials = Secret[dict[str, Any]]
 """Account credentials (webhook URL or OAuth tokens): repr, str and JSON dumps show ``**********``."""
@@ -74,7 +83,14 @@ class IntegrationAccount(BaseModel):
 
 
 class MergeCounts(BaseModel):
-    """What a merge did. ``written`` is what actually touched the database."""
+    """What a merge did, and the account's rows in the table after it.
+
+    ``inserted`` / ``updated`` / ``unchanged`` / ``removed`` are this merge's rows; ``written`` is
+    what actually touched the database. ``rows_in_table`` is the account's rows in the Core table
+    after the merge (removed ones included: employees are deactivated, tasks and events marked
+    deleted, never deleted) and ``live_rows`` the active employees / not-deleted tasks or events
+    among them; both None when the merge did not count them.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -82,18 +98,56 @@ class MergeCounts(BaseModel):
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    rows_in_table: int | None = None
+    live_rows: int | None = None
 
     @property
     def written(self) -> int:
         return self.inserted + self.updated + self.removed
 
     def __add__(self, other: MergeCounts) -> MergeCounts:
+        """Counts of two merges of one table, ``other`` after ``self``: the per-merge figures add up,
+        the table's figures are the later ones (where the later merge counted them)."""
         return MergeCounts(
             inserted=self.inserted + other.inserted,
             updated=self.updated + other.updated,
             unchanged=self.unchanged + other.unchanged,
             removed=self.removed + other.removed,
+            rows_in_table=other.rows_in_table if other.rows_in_table is not None else self.rows_in_table,
+            live_rows=other.live_rows if other.live_rows is not None else self.live_rows,
         )
+
+
+class RemovalGuard(BaseModel):
+    """What a full merge may remove without confirmation (the mass-removal guard).
+
+    A full merge that would deactivate or mark deleted more than
+    ``max(max_share * live rows, min_rows)`` of the live rows its read covers, or that carries no
+    rows at all while there are live rows, changes nothing and raises
+    :class:`~bitrix24_assets.core.errors.MassRemovalError`, unless ``allow``: an empty or cut-short
+    answer that looked complete must never wipe an account. ``min_rows`` lets small portals lose a
+    few rows without confirmation. Decided in SQL, in the merge's transaction, by both backends.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_share: float = Field(default=0.2, ge=0, le=1)
+    min_rows: int = Field(default=10, ge=0)
+    allow: bool = False
+
+
+class UnresolvedPeople(BaseModel):
+    """Live tasks whose responsible person or creator is not a known employee of the account.
+
+    ``unknown``: at least one of those people is unknown altogether (a problem: an employee sync is
+    missing or late). ``non_employees``: all of them are people the caller named as known
+    non-employees (e.g. extranet users), which is expected.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    unknown: int = 0
+    non_employees: int = 0
 
 
 class SyncLog(BaseModel):

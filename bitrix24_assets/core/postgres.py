@@ -8,7 +8,7 @@ calls through RPC, so both backends behave the same.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from bitrix24_assets.gc_pause import cyclic_gc_paused
 
 from .errors import translate_errors
 from .migrator import apply_migrations
-from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
+from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 from .secrets import redact_dsn, redact_text
 from .staging import (
@@ -36,9 +36,12 @@ from .staging import (
     Stage,
     fingerprint_digest,
     fingerprints,
-    last_wins,
+    guard_json,
+    live_in_batch,
+    merge_batch,
+    owners_json,
 )
-from .store import CoreStore, DeletableEntity, Entity, SyncStatus
+from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus
 
 __all__ = ["PostgresStore"]
 
@@ -145,11 +148,27 @@ class PostgresStore(CoreStore):
         self._call("select core.set_account_credentials(%s::uuid, %s)", (account_id, Jsonb(credentials)))
 
     # ---- merges --------------------------------------------------------------------------------------
-    def merge_employees(self, account_id: str, rows: Sequence[EmployeeRow], *, full: bool) -> MergeCounts:
-        return self._merge(EMPLOYEES, account_id, rows, [full])
+    def merge_employees(
+        self,
+        account_id: str,
+        rows: Sequence[EmployeeRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        return self._merge(EMPLOYEES, account_id, rows, full, keep_ids, guard, {})
 
-    def merge_tasks(self, account_id: str, rows: Sequence[TaskRow], *, full: bool) -> MergeCounts:
-        return self._merge(TASKS, account_id, rows, [full])
+    def merge_tasks(
+        self,
+        account_id: str,
+        rows: Sequence[TaskRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        return self._merge(TASKS, account_id, rows, full, keep_ids, guard, {})
 
     def merge_events(
         self,
@@ -158,25 +177,51 @@ class PostgresStore(CoreStore):
         *,
         full: bool,
         window: tuple[datetime, datetime] | None = None,
+        owners: Owners | None = None,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
     ) -> MergeCounts:
         start, end = window if window else (None, None)
-        return self._merge(EVENTS, account_id, rows, [full, start, end])
+        covered = owners_json(owners)
+        scope = {"p_from": start, "p_to": end, "p_owners": Jsonb(covered) if covered is not None else None}
+        return self._merge(EVENTS, account_id, rows, full, keep_ids, guard, scope)
 
-    def _merge(self, stage: Stage, account_id: str, rows: Sequence[Any], args: list[Any]) -> MergeCounts:
+    def _merge(
+        self,
+        stage: Stage,
+        account_id: str,
+        rows: Sequence[Any],
+        full: bool,
+        keep_ids: Collection[str],
+        guard: RemovalGuard | None,
+        scope: dict[str, Any],
+    ) -> MergeCounts:
         """One transaction: an account without rows gets a direct COPY into the table; otherwise
-        the fingerprints go first (plan) and full rows follow only for what the plan asks for."""
-        placeholders = ", ".join(["%s::uuid", *["%s"] * len(args)])
+        the fingerprints go first (plan, which also decides the mass-removal guard) and full rows
+        follow only for what the plan asks for."""
+        plan_args = {
+            "p_account": account_id,
+            "p_full": full,
+            **scope,
+            "p_keep": sorted(keep_ids) if full and keep_ids else None,
+            "p_guard": Jsonb(guard_json(guard)),
+        }
+        plan_sql = f"select * from {stage.plan_function}({_named(plan_args)})"
+        staged_sql = f"select * from {stage.staged_function}(%(p_account)s::uuid, %(p_full)s)"
         # a loop over every row while all of them are alive: see bitrix24_assets.gc_pause
         with cyclic_gc_paused(), self._conn() as conn, conn.cursor() as cur:
             # bytea by oid means psycopg's C bytes dumper on this cursor (globally, psycopg's dbapi
             # Binary dumper, written in Python, takes that oid): see _wire_types
             cur.adapters.register_dumper(bytes, BytesBinaryDumper)
-            unique = last_wins(rows)
+            unique = merge_batch(rows, keep_ids)
             company_id, _has_rows, direct = cur.execute(
                 "select * from core.begin_merge(%s::uuid, %s)", (account_id, stage.entity)
             ).fetchone()  # type: ignore[misc]
             if direct:  # hashes are made in the COPY loop, overlapping with the server's ingest
-                return MergeCounts(inserted=_copy_direct(cur, stage, account_id, company_id, unique))
+                # no stored rows: nothing to remove or keep, and the counts are the batch's own
+                inserted = _copy_direct(cur, stage, account_id, company_id, unique)
+                live = live_in_batch(stage, unique)
+                return MergeCounts(inserted=inserted, rows_in_table=inserted, live_rows=live)
             hashes = fingerprints(stage, unique)
             cur.execute(
                 f"create temp table {stage.keys_table} (bitrix_id text, source_hash uuid) on commit drop"
@@ -187,7 +232,7 @@ class PostgresStore(CoreStore):
                 copy.set_types(_wire_types(("text", "uuid")))
                 for row, digest in zip(unique, hashes, strict=True):
                     copy.write_row((row.bitrix_id, digest))
-            cur.execute(f"select * from {stage.plan_function}({placeholders})", [account_id, *args])
+            cur.execute(plan_sql, plan_args)
             wanted = {bitrix_id for (bitrix_id,) in cur.fetchall()}
             conn.execute(f"create temp table {stage.table} of {stage.type_name} on commit drop")
             if wanted:
@@ -197,9 +242,16 @@ class PostgresStore(CoreStore):
                     copy.set_types(_wire_types(stage.pg_types))
                     for row in _copy_rows(stage, [unique[i] for i in send], [hashes[i] for i in send]):
                         copy.write_row(row)
-            cur.execute(f"select * from {stage.staged_function}({placeholders})", [account_id, *args])
-            inserted, updated, unchanged, removed = cur.fetchone()  # type: ignore[misc]
-        return MergeCounts(inserted=inserted, updated=updated, unchanged=unchanged, removed=removed)
+            cur.execute(staged_sql, plan_args)
+            inserted, updated, unchanged, removed, in_table, live = cur.fetchone()  # type: ignore[misc]
+        return MergeCounts(
+            inserted=inserted,
+            updated=updated,
+            unchanged=unchanged,
+            removed=removed,
+            rows_in_table=in_table,
+            live_rows=live,
+        )
 
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
         return int(
@@ -269,8 +321,14 @@ class PostgresStore(CoreStore):
         return int(self._scalar("select core.mark_events_processed(%s::uuid[])", (list(ids),)))
 
     # ---- health ----------------------------------------------------------------------------------------
-    def unresolved_task_people(self, account_id: str) -> int:
-        return int(self._scalar("select core.unresolved_task_people(%s::uuid)", (account_id,)))
+    def unresolved_task_people(
+        self, account_id: str, non_employee_ids: Sequence[str] = ()
+    ) -> UnresolvedPeople:
+        (row,) = self._call(
+            "select * from core.unresolved_task_people(%s::uuid, %s::text[])",
+            (account_id, [str(i) for i in non_employee_ids]),
+        )
+        return UnresolvedPeople.model_validate(row)
 
     def duplicate_bitrix_ids(self, account_id: str, entity: Entity) -> int:
         return int(self._scalar("select core.duplicate_bitrix_ids(%s::uuid, %s)", (account_id, entity)))
@@ -282,6 +340,20 @@ class PostgresStore(CoreStore):
         if self._opened:
             self._pool.close()
             self._opened = False
+
+
+def _named(args: dict[str, Any]) -> str:
+    """``p_x => %(p_x)s, ...`` for a function call with named arguments (typed where SQL cannot
+    tell: NULL, arrays)."""
+    casts = {
+        "p_account": "::uuid",
+        "p_keep": "::text[]",
+        "p_from": "::timestamptz",
+        "p_to": "::timestamptz",
+        "p_owners": "::jsonb",
+        "p_guard": "::jsonb",
+    }
+    return ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
 
 
 # Binary COPY of uuid and jsonb fields given as bytes already in the wire format: in a binary

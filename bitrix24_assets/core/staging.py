@@ -12,13 +12,14 @@ it here, so a row merged through either one is recognised as unchanged by the ot
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
 import xxhash
 from pydantic import BaseModel
 
+from .models import RemovalGuard
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 
 __all__ = [
@@ -31,8 +32,12 @@ __all__ = [
     "fingerprint",
     "fingerprint_digest",
     "fingerprints",
+    "guard_json",
     "json_rows",
     "last_wins",
+    "live_in_batch",
+    "merge_batch",
+    "owners_json",
 ]
 
 _dumps = orjson.dumps
@@ -138,6 +143,41 @@ def last_wins(rows: Sequence[BaseModel]) -> list[BaseModel]:
     if len(set(ids)) == len(ids):
         return list(rows)
     return list(dict(zip(ids, rows, strict=True)).values())
+
+
+def merge_batch(rows: Sequence[BaseModel], keep_ids: Collection[str] = ()) -> list[BaseModel]:
+    """The rows a merge writes: one per bitrix_id (:func:`last_wins`), without those whose id is in
+    ``keep_ids``. A kept id is a record the read saw but a mapper rejected; its Core row keeps its
+    last good values, so a row of the same id in the batch (the read contradicting itself) is not
+    written either."""
+    unique = last_wins(rows)
+    if not keep_ids:
+        return unique
+    kept = set(keep_ids)
+    return [row for row in unique if row.bitrix_id not in kept]  # type: ignore[attr-defined]
+
+
+def guard_json(guard: RemovalGuard | None) -> dict[str, Any]:
+    """The guard as the SQL functions take it (``p_guard``); None means the defaults."""
+    return (guard or RemovalGuard()).model_dump()
+
+
+def owners_json(owners: Collection[tuple[str, str]] | None) -> list[list[str]] | None:
+    """Calendars a read covered as ``p_owners``: ``[[calendar_type, owner id], ...]``, sorted (so a
+    request body does not depend on set order); None = every calendar."""
+    if owners is None:
+        return None
+    return sorted([str(kind), str(owner)] for kind, owner in owners)
+
+
+def live_in_batch(stage: Stage, rows: Sequence[Any]) -> int:
+    """Live rows among rows about to be inserted: active employees, events not deleted, all tasks
+    (the live count of a first load, which the direct COPY does not ask the server for)."""
+    if stage is EMPLOYEES:
+        return sum(1 for row in rows if row.is_active)
+    if stage is EVENTS:
+        return sum(1 for row in rows if not row.is_deleted)
+    return len(rows)
 
 
 def fingerprint(stage: Stage, row: BaseModel) -> bytes:

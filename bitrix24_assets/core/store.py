@@ -9,18 +9,20 @@ All methods raise :class:`~bitrix24_assets.core.errors.CoreError` subclasses onl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
+from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 
-__all__ = ["CoreStore", "DeletableEntity", "Entity", "SyncStatus"]
+__all__ = ["CoreStore", "DeletableEntity", "Entity", "Owners", "SyncStatus"]
 
 Entity = Literal["employees", "tasks", "calendar_events"]
 DeletableEntity = Literal["tasks", "calendar_events"]
-SyncStatus = Literal["running", "success", "failed", "skipped"]
+SyncStatus = Literal["running", "success", "failed", "skipped", "abandoned"]
+Owners = Collection[tuple[str, str]]
+"""Calendars a read covered: ``(calendar_type, owner id)``, "0" for the company calendar."""
 
 
 class CoreStore(ABC):
@@ -67,12 +69,35 @@ class CoreStore(ABC):
 
     # ---- merges ------------------------------------------------------------------------------------
     @abstractmethod
-    def merge_employees(self, account_id: str, rows: Sequence[EmployeeRow], *, full: bool) -> MergeCounts:
-        """Merge users of one account; with ``full`` the absent ones become inactive."""
+    def merge_employees(
+        self,
+        account_id: str,
+        rows: Sequence[EmployeeRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        """Merge users of one account; with ``full`` the absent ones become inactive.
+
+        ``keep_ids``: users read but rejected by the mapper: never deactivated, never changed (a
+        row of the batch with such an id is left out). ``guard`` (default :class:`RemovalGuard`)
+        refuses a full merge that would deactivate too many: :class:`MassRemovalError`, nothing
+        changed.
+        """
 
     @abstractmethod
-    def merge_tasks(self, account_id: str, rows: Sequence[TaskRow], *, full: bool) -> MergeCounts:
-        """Merge tasks of one account; with ``full`` the absent ones are marked deleted."""
+    def merge_tasks(
+        self,
+        account_id: str,
+        rows: Sequence[TaskRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        """Merge tasks of one account; with ``full`` the absent ones are marked deleted
+        (``keep_ids`` and ``guard`` as in :meth:`merge_employees`)."""
 
     @abstractmethod
     def merge_events(
@@ -82,8 +107,14 @@ class CoreStore(ABC):
         *,
         full: bool,
         window: tuple[datetime, datetime] | None = None,
+        owners: Owners | None = None,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
     ) -> MergeCounts:
-        """Merge calendar events; with ``full`` the absent ones (overlapping ``window``) are deleted."""
+        """Merge calendar events; with ``full`` the absent ones the read covered are marked deleted:
+        those overlapping ``window`` and, when ``owners`` is given, of those calendars only (a
+        calendar that was not read says nothing about its events). ``keep_ids`` and ``guard`` as in
+        :meth:`merge_employees`; the guard counts the live events the read covered."""
 
     @abstractmethod
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
@@ -139,8 +170,12 @@ class CoreStore(ABC):
 
     # ---- health figures for asset checks ---------------------------------------------------------------
     @abstractmethod
-    def unresolved_task_people(self, account_id: str) -> int:
-        """Live tasks whose responsible or creator is not (yet) a known employee."""
+    def unresolved_task_people(
+        self, account_id: str, non_employee_ids: Sequence[str] = ()
+    ) -> UnresolvedPeople:
+        """Live tasks whose responsible or creator is not (yet) a known employee, split into those
+        with someone unknown and those whose people are all in ``non_employee_ids`` (e.g. extranet
+        users)."""
 
     @abstractmethod
     def duplicate_bitrix_ids(self, account_id: str, entity: Entity) -> int:

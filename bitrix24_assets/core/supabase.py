@@ -3,8 +3,10 @@
 Every operation is an RPC of the same SQL functions the Postgres backend calls (shipped by the
 migrations), so both backends merge identically. Bulk rows go as JSON arrays in chunks of
 ``chunk_rows`` (PostgREST and the Supabase gateway limit request size; one chunk = one
-transaction). With ``full=True`` and several chunks, each chunk merges with ``p_full=false`` and
-one last call removes what no chunk carried, so an interrupted batch never removes rows.
+transaction). With ``full=True`` and several chunks, the removal is checked first (the
+mass-removal guard, as a dry run), each chunk merges with ``p_full=false`` and one last call removes
+what no chunk carried (the guard checked again), so an interrupted batch never removes rows and a
+tripped guard changes nothing.
 
 Transient failures (network errors, gateway 5xx, PostgREST pool errors) are retried with
 exponential backoff by tenacity; everything else becomes a one-sentence CoreError.
@@ -12,7 +14,7 @@ exponential backoff by tenacity; everything else becomes a one-sentence CoreErro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +24,11 @@ from tenacity import Retrying as _Retrying
 from tenacity import retry_if_exception, stop_after_attempt, wait_exponential
 
 from .errors import CoreConfigurationError, is_transient_api_error, translate_errors
-from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
+from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 from .secrets import redact_text
-from .staging import EMPLOYEES, EVENTS, TASKS, Stage, json_rows, last_wins
-from .store import CoreStore, DeletableEntity, Entity, SyncStatus
+from .staging import EMPLOYEES, EVENTS, TASKS, Stage, guard_json, json_rows, merge_batch, owners_json
+from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus
 
 __all__ = ["SupabaseStore"]
 
@@ -150,11 +152,27 @@ class SupabaseStore(CoreStore):
         self._rpc("set_account_credentials", {"p_account": account_id, "p_credentials": credentials})
 
     # ---- merges --------------------------------------------------------------------------------------
-    def merge_employees(self, account_id: str, rows: Sequence[EmployeeRow], *, full: bool) -> MergeCounts:
-        return self._merge(EMPLOYEES, account_id, rows, full, {})
+    def merge_employees(
+        self,
+        account_id: str,
+        rows: Sequence[EmployeeRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        return self._merge(EMPLOYEES, account_id, rows, full, keep_ids, guard, {})
 
-    def merge_tasks(self, account_id: str, rows: Sequence[TaskRow], *, full: bool) -> MergeCounts:
-        return self._merge(TASKS, account_id, rows, full, {})
+    def merge_tasks(
+        self,
+        account_id: str,
+        rows: Sequence[TaskRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        return self._merge(TASKS, account_id, rows, full, keep_ids, guard, {})
 
     def merge_events(
         self,
@@ -163,36 +181,61 @@ class SupabaseStore(CoreStore):
         *,
         full: bool,
         window: tuple[datetime, datetime] | None = None,
+        owners: Owners | None = None,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
     ) -> MergeCounts:
-        extra = {"p_from": window[0].isoformat(), "p_to": window[1].isoformat()} if window else {}
-        return self._merge(EVENTS, account_id, rows, full, extra)
+        scope: dict[str, Any] = {}
+        if window:
+            scope.update(p_from=window[0].isoformat(), p_to=window[1].isoformat())
+        if owners is not None:
+            scope["p_owners"] = owners_json(owners)
+        return self._merge(EVENTS, account_id, rows, full, keep_ids, guard, scope)
 
     def _merge(
-        self, stage: Stage, account_id: str, rows: Sequence[Any], full: bool, extra: dict[str, Any]
+        self,
+        stage: Stage,
+        account_id: str,
+        rows: Sequence[Any],
+        full: bool,
+        keep_ids: Collection[str],
+        guard: RemovalGuard | None,
+        scope: dict[str, Any],
     ) -> MergeCounts:
-        unique = last_wins(rows)
-        chunks = [unique[i : i + self._chunk_rows] for i in range(0, len(unique), self._chunk_rows)] or [[]]
+        """One RPC per chunk. A full merge of one chunk is one transaction (plan, guard, merge,
+        removal). A full merge of several: the removal is checked first (``remove_missing`` as a dry
+        run, so a tripped guard leaves Core untouched), the chunks merge as incremental ones, and
+        ``remove_missing`` removes what no chunk carried, checking the guard again."""
+        unique = merge_batch(rows, keep_ids)
+        size = self._chunk_rows
+        chunks = [unique[i : i + size] for i in range(0, len(unique), size)] or [[]]
         single = len(chunks) == 1
+        keep = sorted(keep_ids) if full and keep_ids else None
+        removal: dict[str, Any] = {}
+        if full and not single:
+            removal = {
+                "p_account": account_id,
+                "p_entity": stage.entity,
+                "p_keep": [r.bitrix_id for r in unique] + (keep or []),
+                **scope,
+                "p_guard": guard_json(guard),
+            }
+            self._first("remove_missing", {**removal, "p_dry_run": True})
         total = MergeCounts()
         for n, chunk in enumerate(chunks):
-            params = {
+            params: dict[str, Any] = {
                 "p_account": account_id,
-                "p_rows": json_rows(chunk, n * self._chunk_rows),
+                "p_rows": json_rows(chunk, n * size),
                 "p_full": full and single,
-                **(extra if single else {}),
             }
+            if full and single:
+                params.update(scope, p_keep=keep, p_guard=guard_json(guard))
+            if n < len(chunks) - 1 or removal:
+                params["p_counts"] = False  # the table's figures come from the last call
             total = total + MergeCounts.model_validate(self._first(stage.rpc_function, params))
-        if full and not single:
-            removed = self._rpc(
-                "remove_missing",
-                {
-                    "p_account": account_id,
-                    "p_entity": stage.entity,
-                    "p_keep": [r.bitrix_id for r in unique],
-                    **extra,
-                },
-            )
-            total = total + MergeCounts(removed=int(removed))
+        if removal:
+            after = self._first("remove_missing", removal)
+            total = total + MergeCounts.model_validate(after)  # removed, rows_in_table, live_rows
         return total
 
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
@@ -269,8 +312,14 @@ class SupabaseStore(CoreStore):
         return int(self._rpc("mark_events_processed", {"p_ids": list(ids)}))
 
     # ---- health ----------------------------------------------------------------------------------------
-    def unresolved_task_people(self, account_id: str) -> int:
-        return int(self._rpc("unresolved_task_people", {"p_account": account_id}))
+    def unresolved_task_people(
+        self, account_id: str, non_employee_ids: Sequence[str] = ()
+    ) -> UnresolvedPeople:
+        data = self._first(
+            "unresolved_task_people",
+            {"p_account": account_id, "p_non_employees": [str(i) for i in non_employee_ids]},
+        )
+        return UnresolvedPeople.model_validate(data)
 
     def duplicate_bitrix_ids(self, account_id: str, entity: Entity) -> int:
         return int(self._rpc("duplicate_bitrix_ids", {"p_account": account_id, "p_entity": entity}))

@@ -94,7 +94,16 @@ def merge_all(store: PostgresStore | SupabaseStore, account: str) -> list[MergeC
 
 
 TABLES = (("employees", EMPLOYEES, people), ("tasks", TASKS, tasks), ("calendar_events", EVENTS, events))
-UNCHANGED = [MergeCounts(unchanged=3), MergeCounts(unchanged=8), MergeCounts(unchanged=5)]
+SIZES = (3, 8, 5)  # rows of each table, all live
+
+
+def every_row(kind: str) -> list[MergeCounts]:
+    """merge_all's counts when every row of each table was ``kind`` ("inserted", "unchanged")."""
+    return [MergeCounts(**{kind: n}, rows_in_table=n, live_rows=n) for n in SIZES]
+
+
+UNCHANGED = every_row("unchanged")
+INSERTED = every_row("inserted")
 
 
 def test_equal_fingerprints_write_nothing(
@@ -123,9 +132,7 @@ def test_a_direct_edit_in_core_is_restored_by_the_next_merge(
     assert employee_hashes["1"] is None and employee_hashes["2"] is not None
 
     assert merge_all(core_store, portal.id) == [
-        MergeCounts(updated=1, unchanged=2),
-        MergeCounts(updated=1, unchanged=7),
-        MergeCounts(updated=1, unchanged=4),
+        MergeCounts(updated=1, unchanged=n - 1, rows_in_table=n, live_rows=n) for n in SIZES
     ]
     assert db.execute("select title from core.tasks where bitrix_id = '3'").fetchone()[0] == tasks()[2].title
     assert db.execute(
@@ -135,7 +142,9 @@ def test_a_direct_edit_in_core_is_restored_by_the_next_merge(
         assert hex_hashes(db, table, portal.id) == expected(stage, rows())
     # mark_deleted is a direct edit too: the task comes back with the next merge
     assert core_store.mark_deleted(portal.id, "tasks", ["4"]) == 1
-    assert core_store.merge_tasks(portal.id, tasks(), full=False) == MergeCounts(updated=1, unchanged=7)
+    assert core_store.merge_tasks(portal.id, tasks(), full=False) == MergeCounts(
+        updated=1, unchanged=7, rows_in_table=8, live_rows=8
+    )
 
 
 def test_rows_without_a_fingerprint_are_compared_once_and_not_counted_as_changed(
@@ -193,11 +202,7 @@ def test_direct_first_load_stores_what_the_staged_merge_stores(
         return real(cur, stage, *args)
 
     monkeypatch.setattr(postgres_backend, "_copy_direct", spy)
-    assert merge_all(core_store, direct.id) == [
-        MergeCounts(inserted=3),
-        MergeCounts(inserted=8),
-        MergeCounts(inserted=5),
-    ]
+    assert merge_all(core_store, direct.id) == INSERTED
     assert copies == ["employees", "tasks", "calendar_events"]
     # the staged SQL path, as the Supabase backend calls it (the RPC functions on JSON rows)
     for function, rows in (
@@ -211,7 +216,8 @@ def test_direct_first_load_stores_what_the_staged_merge_stores(
         )
     for table, _, _ in TABLES:
         assert stored_rows(db, table, direct.id) == stored_rows(db, table, staged.id), table
-    assert core_store.unresolved_task_people(direct.id) == core_store.unresolved_task_people(staged.id) == 2
+    assert core_store.unresolved_task_people(direct.id) == core_store.unresolved_task_people(staged.id)
+    assert core_store.unresolved_task_people(staged.id).unknown == 2
     assert merge_all(core_store, staged.id) == UNCHANGED
 
 
@@ -223,7 +229,9 @@ def test_first_load_links_employees_by_email_instead_of_copying(
         " values (%s, 'U1@ACME.IO', 'Platform user')",
         (portal.company_id,),
     )
-    assert core_store.merge_employees(portal.id, people(), full=True) == MergeCounts(inserted=2, updated=1)
+    assert core_store.merge_employees(portal.id, people(), full=True) == MergeCounts(
+        inserted=2, updated=1, rows_in_table=3, live_rows=3
+    )
     assert db.execute("select count(*) from core.employees").fetchone()[0] == 3
 
 
@@ -233,11 +241,7 @@ def test_supabase_path_sends_and_stores_the_same_fingerprints(
     portal = add_portal(core_store)
     with running_standin(core_dsn, KEY) as (base_url, _app):
         store = SupabaseStore(base_url, KEY, chunk_rows=3)
-        assert merge_all(store, portal.id) == [
-            MergeCounts(inserted=3),
-            MergeCounts(inserted=8),
-            MergeCounts(inserted=5),
-        ]
+        assert merge_all(store, portal.id) == INSERTED
         for table, stage, rows in TABLES:
             assert hex_hashes(db, table, portal.id) == expected(stage, rows())
         before = {table: xmins(db, table) for table, _, _ in TABLES}
@@ -246,8 +250,11 @@ def test_supabase_path_sends_and_stores_the_same_fingerprints(
         assert merge_all(core_store, portal.id) == UNCHANGED
         assert {table: xmins(db, table) for table, _, _ in TABLES} == before
         changed = [*tasks()[:-1], tasks()[-1].model_copy(update={"title": "new"})]
-        assert store.merge_tasks(portal.id, changed, full=True) == MergeCounts(updated=1, unchanged=7)
-        assert core_store.merge_tasks(portal.id, changed, full=True) == MergeCounts(unchanged=8)
+        table = {"rows_in_table": 8, "live_rows": 8}
+        assert store.merge_tasks(portal.id, changed, full=True) == MergeCounts(
+            updated=1, unchanged=7, **table
+        )
+        assert core_store.merge_tasks(portal.id, changed, full=True) == MergeCounts(unchanged=8, **table)
 
 
 ODD_IDS = ["0", "7", "10000", "999999999999999999", "1000000000000000000", "07", "-1", "1e3", " 5", "abc"]

@@ -90,8 +90,8 @@ def test_grants_go_to_service_role_when_it_exists(core_server: EmbeddedPostgres)
     with psycopg.connect(dsn) as conn:
         can = conn.execute(
             "select has_table_privilege('service_role', 'core.tasks', 'insert'),"
-            " has_function_privilege('service_role', 'core.merge_tasks(uuid, jsonb, boolean)', 'execute'),"
-            " has_function_privilege('public', 'core.merge_tasks(uuid, jsonb, boolean)', 'execute')"
+            " has_function_privilege('service_role', 'core.get_account(uuid)', 'execute'),"
+            " has_function_privilege('public', 'core.get_account(uuid)', 'execute')"
         ).fetchone()
     assert can == (True, True, False)
 

@@ -19,6 +19,7 @@ import pytest
 
 from bitrix24_assets.core import (
     AccountNotFoundError,
+    CalendarEventRow,
     CoreConfigurationError,
     CoreUnavailableError,
     EmployeeRow,
@@ -26,6 +27,8 @@ from bitrix24_assets.core import (
     PostgresStore,
     TaskRow,
 )
+from bitrix24_assets.core.errors import MassRemovalError
+from bitrix24_assets.core.models import RemovalGuard, UnresolvedPeople
 from bitrix24_assets.core.staging import TASKS, fingerprint
 from bitrix24_assets.core.supabase import SupabaseStore
 
@@ -47,13 +50,14 @@ def test_merge_tasks_posts_rpc_with_exact_url_headers_and_body() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=[{"inserted": 1, "updated": 0, "unchanged": 0, "removed": 0}])
+        figures = {"inserted": 1, "updated": 0, "unchanged": 0, "removed": 0}
+        return httpx.Response(200, json=[{**figures, "rows_in_table": 4, "live_rows": 3}])
 
     store = mock_store(handler)
     due = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     row = TaskRow(bitrix_id="7", title="Ёлка 🎄", deadline=due, responsible_bitrix_id="3")
     counts = store.merge_tasks(ACCOUNT, [row], full=False)
-    assert counts == MergeCounts(inserted=1)
+    assert counts == MergeCounts(inserted=1, rows_in_table=4, live_rows=3)
     (request,) = seen
     assert request.method == "POST"
     assert str(request.url) == f"{URL}/rest/v1/rpc/merge_tasks"
@@ -79,30 +83,103 @@ def test_merge_tasks_posts_rpc_with_exact_url_headers_and_body() -> None:
     }
 
 
-def test_big_full_merge_is_chunked_and_removal_runs_last() -> None:
+def test_big_full_merge_is_chunked_and_removal_is_checked_first_and_runs_last() -> None:
     bodies: list[tuple[str, dict]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         bodies.append((request.url.path.rsplit("/", 1)[1], body))
         if request.url.path.endswith("remove_missing"):
-            return httpx.Response(200, json=4)
+            removed = 0 if body.get("p_dry_run") else 4
+            after = {"removed": removed, "rows_in_table": 9, "live_rows": 9 - removed}
+            return httpx.Response(200, json=[after])
         return httpx.Response(
-            200, json=[{"inserted": len(body["p_rows"]), "updated": 0, "unchanged": 0, "removed": 0}]
+            200,
+            json=[
+                {
+                    "inserted": len(body["p_rows"]),
+                    "updated": 0,
+                    "unchanged": 0,
+                    "removed": 0,
+                    "rows_in_table": None,
+                    "live_rows": None,
+                }
+            ],
         )
 
     store = mock_store(handler, chunk_rows=2)
     rows = [EmployeeRow(bitrix_id=str(i)) for i in range(5)]
-    assert store.merge_employees(ACCOUNT, rows, full=True) == MergeCounts(inserted=5, removed=4)
-    assert [name for name, _ in bodies] == ["merge_employees"] * 3 + ["remove_missing"]
-    assert [len(b["p_rows"]) for _, b in bodies[:3]] == [2, 2, 1]
-    assert all(b["p_full"] is False for _, b in bodies[:3])
-    assert [r["ord"] for _, b in bodies[:3] for r in b["p_rows"]] == [0, 1, 2, 3, 4]
-    assert bodies[3][1] == {
+    guard = RemovalGuard(max_share=0.5)
+    counts = store.merge_employees(ACCOUNT, rows, full=True, keep_ids=["7"], guard=guard)
+    assert counts == MergeCounts(inserted=5, removed=4, rows_in_table=9, live_rows=5)
+    assert [name for name, _ in bodies] == ["remove_missing"] + ["merge_employees"] * 3 + ["remove_missing"]
+    chunks = [b for _, b in bodies[1:4]]
+    assert [len(b["p_rows"]) for b in chunks] == [2, 2, 1]
+    assert all(b["p_full"] is False and b["p_counts"] is False for b in chunks)
+    assert all(set(b) == {"p_account", "p_rows", "p_full", "p_counts"} for b in chunks)
+    assert [r["ord"] for b in chunks for r in b["p_rows"]] == [0, 1, 2, 3, 4]
+    removal = {
         "p_account": ACCOUNT,
         "p_entity": "employees",
-        "p_keep": ["0", "1", "2", "3", "4"],
+        "p_keep": ["0", "1", "2", "3", "4", "7"],
+        "p_guard": {"max_share": 0.5, "min_rows": 10, "allow": False},
     }
+    # checked before any chunk is written, removed (and checked again) after the last one
+    assert bodies[0][1] == {**removal, "p_dry_run": True}
+    assert bodies[4][1] == removal
+
+
+def test_single_chunk_full_merge_sends_keep_ids_guard_window_and_owners() -> None:
+    bodies: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=[{"inserted": 1, "rows_in_table": 1, "live_rows": 1}])
+
+    store = mock_store(handler)
+    window = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
+    row = CalendarEventRow(bitrix_id="5", name="Meeting")
+    counts = store.merge_events(
+        ACCOUNT,
+        [row, CalendarEventRow(bitrix_id="6", name="rejected twin")],
+        full=True,
+        window=window,
+        owners=frozenset({("user", "3"), ("company_calendar", "0")}),
+        keep_ids={"6"},
+    )
+    assert counts == MergeCounts(inserted=1, rows_in_table=1, live_rows=1)
+    (body,) = bodies
+    assert [r["bitrix_id"] for r in body["p_rows"]] == ["5"]  # a kept id is never written
+    assert {k: v for k, v in body.items() if k != "p_rows"} == {
+        "p_account": ACCOUNT,
+        "p_full": True,
+        "p_from": "2025-01-01T00:00:00+00:00",
+        "p_to": "2025-02-01T00:00:00+00:00",
+        "p_owners": [["company_calendar", "0"], ["user", "3"]],
+        "p_keep": ["6"],
+        "p_guard": {"max_share": 0.2, "min_rows": 10, "allow": False},
+    }
+
+
+def test_mass_removal_answer_becomes_mass_removal_error() -> None:
+    """What PostgREST answers for core.check_removal's RAISE: the SQLSTATE and the figures."""
+    details = (
+        '{"entity" : "tasks", "live" : 3000, "removing" : 3000, "max_share" : 0.2, "min_rows" : 10,'
+        ' "empty_batch" : true}'
+    )
+    body = {
+        "code": "BX001",
+        "message": "a full merge of tasks would remove 3000 of 3000 live rows",
+        "details": details,
+        "hint": "confirm the removal with the guard's allow, or check the read",
+    }
+    store = mock_store(lambda request: httpx.Response(400, json=body))
+    with pytest.raises(MassRemovalError) as info:
+        store.merge_tasks(ACCOUNT, [], full=True)
+    error = info.value
+    assert (error.entity, error.live, error.removing, error.max_share) == ("tasks", 3000, 3000, 0.2)
+    assert error.empty_batch and not error.retryable
+    assert "tasks" in str(error) and "3,000" in str(error) and "\n" not in str(error)
 
 
 def test_transient_gateway_errors_are_retried() -> None:
@@ -184,12 +261,20 @@ def test_end_to_end_through_the_postgrest_standin(core_store: PostgresStore, cor
         people = [
             EmployeeRow(bitrix_id=str(i), email=f"u{i}@acme.io", full_name=f"O'Neil {i} 🚀") for i in range(5)
         ]
-        assert store.merge_employees(portal.id, people, full=True) == MergeCounts(inserted=5)
-        assert store.merge_employees(portal.id, people[:4], full=True) == MergeCounts(unchanged=4, removed=1)
+        assert store.merge_employees(portal.id, people, full=True) == MergeCounts(
+            inserted=5, rows_in_table=5, live_rows=5
+        )
+        assert store.merge_employees(portal.id, people[:4], full=True) == MergeCounts(
+            unchanged=4, removed=1, rows_in_table=5, live_rows=4
+        )
         tasks = [TaskRow(bitrix_id=str(i), title=f"T{i}", responsible_bitrix_id=str(i)) for i in range(4)]
-        assert store.merge_tasks(portal.id, tasks, full=True) == MergeCounts(inserted=4)
-        assert store.merge_tasks(portal.id, tasks, full=True) == MergeCounts(unchanged=4)
-        assert store.unresolved_task_people(portal.id) == 0
+        assert store.merge_tasks(portal.id, tasks, full=True) == MergeCounts(
+            inserted=4, rows_in_table=4, live_rows=4
+        )
+        assert store.merge_tasks(portal.id, tasks, full=True) == MergeCounts(
+            unchanged=4, rows_in_table=4, live_rows=4
+        )
+        assert store.unresolved_task_people(portal.id) == UnresolvedPeople()
         sync_id = store.start_sync(portal.id, "tasks", "run-1")
         store.finish_sync(
             sync_id,

@@ -1,6 +1,8 @@
 -- merge_tasks: Bitrix24 tasks of one account -> core.tasks, unique on (account, bitrix_id).
 -- Responsible and creator Bitrix user ids are resolved to employee ids of the same account.
--- p_full: tasks of this account absent from the batch are marked is_deleted ("removed").
+-- p_full: tasks of this account absent from the batch are marked is_deleted ("removed"), except
+-- those in p_keep (read but rejected by a mapper: kept with their last good values), and only if
+-- the mass-removal guard (core.check_removal, p_guard) lets the removal through.
 --
 -- Two phases in one transaction, both backends (see README "Merge shape"):
 -- 1. core.plan_tasks reads pg_temp.stage_task_keys (bitrix_id, source_hash) for the WHOLE batch and
@@ -13,8 +15,19 @@
 --    ones, refresh only the fingerprint of rows whose data turned out equal (counted unchanged),
 --    mark missing rows deleted. An unchanged rerun thus ships and compares 2 columns per row.
 -- Both stage tables hold ONE row per bitrix_id (callers dedupe, the last row of a batch winning).
+--
+-- Counts: a full plan counts the account's rows and live rows in its pass over them (no extra
+-- scan) and merge_tasks_staged adds what it inserted, revived and removed; an incremental merge
+-- counts them after writing (core.account_counts), unless p_counts is false (the Supabase backend's
+-- chunks before the last).
 
-create or replace function core.plan_tasks(p_account uuid, p_full boolean)
+-- signatures of earlier versions (a changed argument list is a new function, not a replacement)
+drop function if exists core.plan_tasks(uuid, boolean);
+drop function if exists core.merge_tasks_staged(uuid, boolean);
+drop function if exists core.merge_tasks(uuid, jsonb, boolean);
+
+create or replace function core.plan_tasks(
+    p_account uuid, p_full boolean, p_keep text[] default null, p_guard jsonb default null)
 returns setof text
 language plpgsql
 set search_path = ''
@@ -23,6 +36,14 @@ as $$
 declare
     v_company uuid;
     v_rows boolean;
+    v_kept boolean;
+    v_stored integer;
+    v_live integer;
+    v_batch integer;
+    v_removing integer;
+    v_ids text[];
+    v_targets uuid[];
+    v_remove boolean[];
 begin
     select b.company_id, b.has_rows into v_company, v_rows from core.begin_merge(p_account, 'tasks') b;
     -- a temp table has no statistics: without them the planner expects ~1,000 keys and hashes all
@@ -36,42 +57,83 @@ begin
     create temp table merge_tasks_plan (bitrix_id text, target_id uuid, remove boolean) on commit drop;
     if not v_rows then
         -- first load: everything is new, nothing to remove (merge_tasks_staged inserts from the stage)
+        perform core.set_plan_counts(0, 0);
         return query select k.bitrix_id from pg_temp.stage_task_keys k;
         return;
     end if;
-    -- full: a FULL JOIN also yields the stored rows missing from the batch; otherwise a LEFT JOIN,
-    -- so a small batch (a webhook, one Supabase chunk) need not read all of the account's rows.
+    -- incremental: a LEFT JOIN, so a small batch (a webhook, one Supabase chunk) need not read all of
+    -- the account's rows; nothing is removed and the counts are made after the merge
+    if not p_full then
+        perform core.set_plan_counts(null, null);
+        -- EXECUTE: planned for this batch's statistics each time, never a cached generic plan
+        execute $q$
+            insert into pg_temp.merge_tasks_plan
+            select k.bitrix_id, t.id, false
+            from pg_temp.stage_task_keys k
+            left join core.tasks t on t.integration_account_id = $1 and t.bitrix_id = k.bitrix_id
+            where t.id is null
+               or t.source_hash is distinct from k.source_hash
+               or t.is_deleted
+               or (t.responsible_id is null and t.responsible_bitrix_id is not null
+                   and exists (select 1 from core.employees e
+                               where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
+                                 and e.metadata ->> 'bitrix_id' = t.responsible_bitrix_id))
+               or (t.created_by_id is null and t.created_by_bitrix_id is not null
+                   and exists (select 1 from core.employees e
+                               where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
+                                 and e.metadata ->> 'bitrix_id' = t.created_by_bitrix_id))
+        $q$ using p_account, v_company;
+        return query select p.bitrix_id from pg_temp.merge_tasks_plan p;
+        return;
+    end if;
+    -- full: one FULL JOIN pass over the batch's keys and the account's rows yields the rows to
+    -- compare, the rows to remove and the counts the guard and MergeCounts need. The work list comes
+    -- back as arrays (empty for an unchanged rerun), so the pass is a single aggregate.
+    v_kept := core.stage_keep(p_keep);
     execute format($q$
-        insert into pg_temp.merge_tasks_plan
-        select coalesce(k.bitrix_id, t.bitrix_id), t.id, k.bitrix_id is null
-        from pg_temp.stage_task_keys k
-        %s join (
-            select t.id, t.bitrix_id, t.source_hash, t.is_deleted, t.responsible_id, t.responsible_bitrix_id,
-                   t.created_by_id, t.created_by_bitrix_id
-            from core.tasks t
-            where t.integration_account_id = $1
-        ) t on t.bitrix_id = k.bitrix_id
-        where case
-            when k.bitrix_id is null then not t.is_deleted
-            else t.id is null
-              or t.source_hash is distinct from k.source_hash
-              or t.is_deleted
-              or (t.responsible_id is null and t.responsible_bitrix_id is not null
-                  and exists (select 1 from core.employees e
-                              where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
-                                and e.metadata ->> 'bitrix_id' = t.responsible_bitrix_id))
-              or (t.created_by_id is null and t.created_by_bitrix_id is not null
-                  and exists (select 1 from core.employees e
-                              where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
-                                and e.metadata ->> 'bitrix_id' = t.created_by_bitrix_id))
-        end
-    $q$, case when p_full then 'full' else 'left' end) using p_account, v_company;
+        select count(w.target_id)::integer, (count(*) filter (where w.live))::integer,
+               count(w.key)::integer, (count(*) filter (where w.work and w.key is null))::integer,
+               array_agg(coalesce(w.key, w.bitrix_id)) filter (where w.work),
+               array_agg(w.target_id) filter (where w.work),
+               array_agg(w.key is null) filter (where w.work)
+        from (
+            select k.bitrix_id as key, t.bitrix_id, t.id as target_id, coalesce(not t.is_deleted, false) as live,
+                   case
+                       when k.bitrix_id is null then not t.is_deleted and not t.kept
+                       else t.id is null
+                         or t.source_hash is distinct from k.source_hash
+                         or t.is_deleted
+                         or (t.responsible_id is null and t.responsible_bitrix_id is not null
+                             and exists (select 1 from core.employees e
+                                         where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
+                                           and e.metadata ->> 'bitrix_id' = t.responsible_bitrix_id))
+                         or (t.created_by_id is null and t.created_by_bitrix_id is not null
+                             and exists (select 1 from core.employees e
+                                         where e.company_id = $2 and e.metadata ->> 'integration_account_id' = $1::text
+                                           and e.metadata ->> 'bitrix_id' = t.created_by_bitrix_id))
+                   end as work
+            from pg_temp.stage_task_keys k
+            full join (
+                select t.id, t.bitrix_id, t.source_hash, t.is_deleted, t.responsible_id, t.responsible_bitrix_id,
+                       t.created_by_id, t.created_by_bitrix_id, %s as kept
+                from core.tasks t
+                where t.integration_account_id = $1
+            ) t on t.bitrix_id = k.bitrix_id
+            offset 0  -- evaluate "work" once per row, not once per aggregate that filters on it
+        ) w
+    $q$, case when v_kept then 't.bitrix_id in (select x.bitrix_id from pg_temp.merge_keep x)' else 'false' end)
+    into v_stored, v_live, v_batch, v_removing, v_ids, v_targets, v_remove
+    using p_account, v_company;
+    perform core.check_removal('tasks', v_batch + coalesce(cardinality(p_keep), 0), v_live, v_removing, p_guard);
+    perform core.set_plan_counts(v_stored, v_live);
+    insert into pg_temp.merge_tasks_plan select * from unnest(v_ids, v_targets, v_remove);
     return query select p.bitrix_id from pg_temp.merge_tasks_plan p where not p.remove;
 end
 $$;
 
-create or replace function core.merge_tasks_staged(p_account uuid, p_full boolean)
-returns table (inserted integer, updated integer, unchanged integer, removed integer)
+create or replace function core.merge_tasks_staged(p_account uuid, p_full boolean, p_counts boolean default true)
+returns table (inserted integer, updated integer, unchanged integer, removed integer, rows_in_table integer,
+               live_rows integer)
 language plpgsql
 set search_path = ''
 set work_mem = '128MB'
@@ -83,6 +145,8 @@ declare
     v_ins integer;
     v_upd integer;
     v_rem integer := 0;
+    v_revived integer;
+    v_before integer[] := core.plan_counts();
 begin
     if to_regclass('pg_temp.merge_tasks_plan') is null then
         raise exception using errcode = '55000', message = 'core.plan_tasks must run first in this transaction';
@@ -109,7 +173,7 @@ begin
         left join people r on r.bitrix_id = s.responsible_bitrix_id
         left join people c on c.bitrix_id = s.created_by_bitrix_id;
         get diagnostics v_ins = row_count;
-        return query select v_ins, 0, v_total - v_ins, 0;
+        return query select v_ins, 0, v_total - v_ins, 0, v_ins, v_ins;
         return;
     end if;
 
@@ -120,7 +184,7 @@ begin
         from core.employees e
         where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
     )
-    select s.*, r.id as responsible_id, c.id as created_by_id, p.target_id,
+    select s.*, r.id as responsible_id, c.id as created_by_id, p.target_id, t.is_deleted as was_deleted,
            t.id is not null
            and (t.title, t.description, t.status, t.status_code, t.priority, t.deadline, t.start_date_plan,
                 t.end_date_plan, t.closed_at, t.created_at_source, t.changed_at_source, t.responsible_id,
@@ -179,17 +243,31 @@ begin
         get diagnostics v_rem = row_count;
     end if;
 
+    if v_before is not null then
+        -- the full plan's counts, moved by what was written: inserts and revived rows are live again
+        select count(*)::integer into v_revived from pg_temp.merge_tasks_diff d
+        where d.target_id is not null and d.was_deleted;
+        return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, v_before[1] + v_ins,
+                            v_before[2] + v_ins + v_revived - v_rem;
+    elsif p_counts then
+        return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, c.rows_in_table, c.live_rows
+                     from core.account_counts(p_account, 'tasks') c;
+    else
+        return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, null::integer, null::integer;
+    end if;
     drop table pg_temp.merge_tasks_diff;
     drop table pg_temp.merge_tasks_plan;
-    return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem;
 end
 $$;
 
 -- RPC entry point (Supabase backend): same two phases, rows given as a JSON array of
 -- core.task_input objects (each with "ord" and "source_hash"); all rows are staged, the plan
 -- decides which of them are compared.
-create or replace function core.merge_tasks(p_account uuid, p_rows jsonb, p_full boolean default false)
-returns table (inserted integer, updated integer, unchanged integer, removed integer)
+create or replace function core.merge_tasks(
+    p_account uuid, p_rows jsonb, p_full boolean default false, p_keep text[] default null,
+    p_guard jsonb default null, p_counts boolean default true)
+returns table (inserted integer, updated integer, unchanged integer, removed integer, rows_in_table integer,
+               live_rows integer)
 language plpgsql
 set search_path = ''
 as $$
@@ -204,8 +282,8 @@ begin
     order by r.bitrix_id, r.ord desc;
     create temp table stage_task_keys on commit drop as
     select s.bitrix_id, s.source_hash from pg_temp.stage_tasks s;
-    perform core.plan_tasks(p_account, p_full);
-    return query select * from core.merge_tasks_staged(p_account, p_full);
+    perform core.plan_tasks(p_account, p_full, p_keep, p_guard);
+    return query select * from core.merge_tasks_staged(p_account, p_full, p_counts);
     drop table pg_temp.stage_tasks;
     drop table pg_temp.stage_task_keys;
 end

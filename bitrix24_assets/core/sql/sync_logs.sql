@@ -52,17 +52,31 @@ as $$
 $$;
 
 -- Health figures used by Dagster asset checks.
-create or replace function core.unresolved_task_people(p_account uuid)
-returns integer
+-- Live tasks whose responsible person or creator is not (yet) a known employee of the account:
+-- "unknown" when one of those people is not in p_non_employees either, "non_employees" when all of
+-- them are people the caller knows are not employees (e.g. the portal's extranet users), so a demo
+-- portal with extranet users is not reported as broken.
+drop function if exists core.unresolved_task_people(uuid);
+create or replace function core.unresolved_task_people(p_account uuid, p_non_employees text[] default '{}')
+returns table (unknown integer, non_employees integer)
 language sql stable
 set search_path = ''
 as $$
-    -- the condition is tasks_unresolved_people's predicate (migration 0005): keep them equal
-    select count(*)::integer from core.tasks t
-    where t.integration_account_id = p_account
-      and not t.is_deleted
-      and ((t.responsible_bitrix_id is not null and t.responsible_id is null)
-        or (t.created_by_bitrix_id is not null and t.created_by_id is null));
+    -- the WHERE is tasks_unresolved_people's predicate (migration 0005), word for word, so the count
+    -- reads that partial index (a few entries) and not the account's tasks: keep them equal
+    select (count(*) filter (where not u.all_non_employees))::integer,
+           (count(*) filter (where u.all_non_employees))::integer
+    from (
+        select (t.responsible_bitrix_id is null or t.responsible_id is not null
+                or t.responsible_bitrix_id = any (coalesce(p_non_employees, '{}')))
+           and (t.created_by_bitrix_id is null or t.created_by_id is not null
+                or t.created_by_bitrix_id = any (coalesce(p_non_employees, '{}'))) as all_non_employees
+        from core.tasks t
+        where t.integration_account_id = p_account
+          and not t.is_deleted
+          and ((t.responsible_bitrix_id is not null and t.responsible_id is null)
+            or (t.created_by_bitrix_id is not null and t.created_by_id is null))
+    ) u;
 $$;
 
 -- Whether core.<p_table> has a valid, immediate unique index on exactly
@@ -164,37 +178,112 @@ as $$
 $$;
 
 -- Removal step of a full merge that arrived in several RPC chunks (Supabase backend): everything
--- of the account not in p_keep is deactivated (employees) or marked deleted (tasks, events).
+-- of the account not in p_keep (the ids of all chunks, plus those read but rejected) is deactivated
+-- (employees) or marked deleted (tasks; events only inside the window p_from..p_to and, with
+-- p_owners, of the calendars read), under the same mass-removal guard as a single-transaction merge
+-- (core.check_removal). p_dry_run only checks: the backend calls it before the first chunk, so a
+-- tripped guard leaves Core as it was, and then for real after the last chunk (checked again there:
+-- the guard is decided in the transaction that removes). Returns what was removed and the account's
+-- counts after it.
+drop function if exists core.remove_missing(uuid, text, text[], timestamptz, timestamptz);
 create or replace function core.remove_missing(
-    p_account uuid, p_entity text, p_keep text[], p_from timestamptz default null, p_to timestamptz default null)
-returns integer
+    p_account uuid, p_entity text, p_keep text[], p_from timestamptz default null, p_to timestamptz default null,
+    p_owners jsonb default null, p_guard jsonb default null, p_dry_run boolean default false)
+returns table (removed integer, rows_in_table integer, live_rows integer)
 language plpgsql
 set search_path = ''
+set work_mem = '128MB'
 as $$
 declare
-    v_company uuid := core.account_company(p_account);
-    v_count integer;
+    v_company uuid;
+    v_owned boolean := false;
+    v_rows integer;
+    v_live integer;
+    v_covered integer;
+    v_removing integer;
+    v_count integer := 0;
 begin
-    if p_entity = 'employees' then
-        update core.employees e
-        set is_active = false, metadata = e.metadata || '{"bitrix_active": false}'::jsonb, updated_at = now()
-        where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
-          and e.is_active
-          and not exists (select 1 from unnest(p_keep) k where k = e.metadata ->> 'bitrix_id');
-    elsif p_entity = 'tasks' then
-        update core.tasks t set is_deleted = true, updated_at = now()
-        where t.integration_account_id = p_account and not t.is_deleted
-          and not exists (select 1 from unnest(p_keep) k where k = t.bitrix_id);
-    elsif p_entity = 'calendar_events' then
-        update core.calendar_events t set is_deleted = true, updated_at = now()
-        where t.integration_account_id = p_account and not t.is_deleted
-          and not exists (select 1 from unnest(p_keep) k where k = t.bitrix_id)
-          and (p_from is null or p_to is null
-               or (t.starts_at < p_to and coalesce(t.ends_at, t.starts_at) >= p_from));
-    else
+    if p_entity not in ('employees', 'tasks', 'calendar_events') then
         raise exception using errcode = '22023', message = format('unknown entity %s', p_entity);
     end if;
-    get diagnostics v_count = row_count;
-    return v_count;
+    -- serialised with the merges of this account and entity
+    select b.company_id into v_company from core.begin_merge(p_account, p_entity) b;
+    drop table if exists pg_temp.remove_keep;
+    create temp table remove_keep (bitrix_id text primary key) on commit drop;
+    insert into pg_temp.remove_keep select distinct k from unnest(p_keep) k where k is not null;
+    analyze pg_temp.remove_keep;
+    if p_entity = 'calendar_events' then
+        v_owned := core.stage_owners(p_owners);
+    end if;
+    drop table if exists pg_temp.remove_targets;
+    create temp table remove_targets (id uuid) on commit drop;
+    if p_entity = 'employees' then
+        select count(*)::integer, (count(*) filter (where e.is_active))::integer
+        into v_rows, v_live
+        from core.employees e
+        where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text;
+        v_covered := v_live;
+        insert into pg_temp.remove_targets
+        select e.id from core.employees e
+        where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+          and e.is_active
+          and not exists (select 1 from pg_temp.remove_keep k where k.bitrix_id = e.metadata ->> 'bitrix_id');
+    elsif p_entity = 'tasks' then
+        select c.rows_in_table, c.live_rows into v_rows, v_live from core.account_counts(p_account, 'tasks') c;
+        v_covered := v_live;
+        insert into pg_temp.remove_targets
+        select t.id from core.tasks t
+        where t.integration_account_id = p_account and not t.is_deleted
+          and not exists (select 1 from pg_temp.remove_keep k where k.bitrix_id = t.bitrix_id);
+    else
+        execute format($q$
+            select count(*)::integer, (count(*) filter (where not t.is_deleted))::integer,
+                   (count(*) filter (where not t.is_deleted and t.covered))::integer
+            from (
+                select t.is_deleted,
+                       coalesce($2 is null or $3 is null
+                                or (t.starts_at < $3 and coalesce(t.ends_at, t.starts_at) >= $2), false)
+                       and %1$s as covered
+                from core.calendar_events t
+                where t.integration_account_id = $1
+            ) t
+        $q$, case when v_owned
+                  then 'coalesce((t.calendar_type, coalesce(t.owner_bitrix_id, ''0'')) in'
+                       ' (select o.calendar_type, o.owner_id from pg_temp.merge_owners o), false)'
+                  else 'true' end)
+        into v_rows, v_live, v_covered
+        using p_account, p_from, p_to;
+        execute format($q$
+            insert into pg_temp.remove_targets
+            select t.id from core.calendar_events t
+            where t.integration_account_id = $1 and not t.is_deleted
+              and coalesce($2 is null or $3 is null
+                           or (t.starts_at < $3 and coalesce(t.ends_at, t.starts_at) >= $2), false)
+              and %1$s
+              and not exists (select 1 from pg_temp.remove_keep k where k.bitrix_id = t.bitrix_id)
+        $q$, case when v_owned
+                  then 'coalesce((t.calendar_type, coalesce(t.owner_bitrix_id, ''0'')) in'
+                       ' (select o.calendar_type, o.owner_id from pg_temp.merge_owners o), false)'
+                  else 'true' end)
+        using p_account, p_from, p_to;
+    end if;
+    select count(*)::integer into v_removing from pg_temp.remove_targets;
+    perform core.check_removal(p_entity, coalesce(cardinality(p_keep), 0), v_covered, v_removing, p_guard);
+    if not p_dry_run and v_removing > 0 then
+        -- outside a merge (no core.merging): the trigger clears the fingerprints of the removed rows
+        if p_entity = 'employees' then
+            update core.employees e
+            set is_active = false, metadata = e.metadata || '{"bitrix_active": false}'::jsonb, updated_at = now()
+            from pg_temp.remove_targets r where e.id = r.id;
+        elsif p_entity = 'tasks' then
+            update core.tasks t set is_deleted = true, updated_at = now()
+            from pg_temp.remove_targets r where t.id = r.id;
+        else
+            update core.calendar_events t set is_deleted = true, updated_at = now()
+            from pg_temp.remove_targets r where t.id = r.id;
+        end if;
+        get diagnostics v_count = row_count;
+    end if;
+    return query select v_count, v_rows, v_live - v_count;
 end
 $$;
