@@ -33,9 +33,15 @@ def test_migrate_twice_applies_once_then_nothing(core_server: EmbeddedPostgres) 
     with PostgresStore(dsn) as store:
         first = store.migrate()
         second = store.migrate()
-    assert first == [f"applied {f.name}" for f in migration_files()] + [
-        f"updated functions from sql/{f.name}" for f in function_files()
+    assert first[: len(migration_files()) + len(function_files())] == [
+        f"applied {f.name}" for f in migration_files()
+    ] + [f"updated functions from sql/{f.name}" for f in function_files()]
+    # then what every migrate checks: the accounts' unique key and access to what it created
+    assert first[-3:-1] == [
+        "created the unique key integration_accounts_portal (one account per portal and company)",
+        "enabled row-level security on " + ", ".join(f"core.{t}" for t in sorted(TABLES)),
     ]
+    assert first[-1].startswith("revoked EXECUTE from PUBLIC on ")
     assert second == []
     with psycopg.connect(dsn) as conn:
         tables = {
