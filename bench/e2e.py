@@ -223,9 +223,13 @@ def run_portal(
             with server.running("core") as dsn, _instance(server, dagster_dir, dagster_storage) as instance:
                 with PostgresStore(dsn) as store:
                     store.migrate()
-                    company = store.create_company("Bench Ltd")
+                    # one company per cold run: a company has one account per portal
                     accounts = [
-                        store.add_account(company, f"Bench portal {i}", {"webhook_url": webhook_url}).id
+                        store.add_account(
+                            store.create_company(f"Bench Ltd {i}"),
+                            f"Bench portal {i}",
+                            {"webhook_url": webhook_url},
+                        ).id
                         for i in range(cold_runs)
                     ]
                 defs = dg.Definitions(

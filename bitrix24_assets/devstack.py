@@ -162,7 +162,7 @@ def main() -> None:
             procs.append((service, proc))
         print(
             f"\nSandbox portal:  {portal.base_url} (admin API {portal.base_url}/_sandbox/)\n"
-            f"Core:            embedded Postgres in {default_data_dir()}\n"
+            f"Core:            {dsn} (embedded Postgres in {default_data_dir()})\n"
             f"Events receiver: http://127.0.0.1:{WEBHOOKS_PORT}/bitrix24/events/<account id>\n"
             f"Dagster UI:      http://127.0.0.1:{DAGSTER_PORT}  - within a minute the accounts sensor adds\n"
             "                 the demo partition and its first full sync runs (Runs, Assets -> bitrix24).\n"

@@ -5,11 +5,15 @@
 * nothing                                           -> embedded Postgres under ``$DAGSTER_HOME/core_pg``
   (``./dagster_home/core_pg``), started on demand, migrated, seeded with a demo company and one
   Bitrix24 account pointing at the local sandbox portal.
+
+``open_existing_store()`` is the same choice for commands that must not create anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +32,7 @@ __all__ = [
     "DEMO_ACCOUNT_NAME",
     "DEMO_COMPANY_NAME",
     "CoreSettings",
+    "open_existing_store",
     "open_store",
     "seed_demo",
 ]
@@ -117,6 +122,24 @@ def open_store(settings: CoreSettings | None = None, *, migrate: bool | None = N
         webhook = settings.bitrix24_sandbox_webhook_url
         seed_demo(store, webhook.get_secret_value() if webhook else DEFAULT_SANDBOX_WEBHOOK_URL)
     return store
+
+
+@contextmanager
+def open_existing_store(settings: CoreSettings | None = None) -> Iterator[CoreStore]:
+    """The configured Core for commands that read it or change rows already there (status, accounts
+    list/update/remove): never creates, migrates or seeds a Core. An embedded Core that is not
+    running is started for the block and stopped after it; one that does not exist is an error
+    naming where it was looked for (:meth:`EmbeddedPostgres.existing`)."""
+    settings = settings or CoreSettings()
+    if settings.backend != "embedded":
+        with open_store(settings, migrate=False) as store:
+            yield store
+        return
+    data_dir = settings.core_embedded_dir or default_data_dir()
+    server = EmbeddedPostgres(data_dir, port=settings.core_embedded_port)
+    pool_size, timeout = settings.core_pool_max_size, settings.core_connect_timeout
+    with server.existing() as dsn, PostgresStore(dsn, max_size=pool_size, timeout=timeout) as store:
+        yield store
 
 
 def seed_demo(store: CoreStore, webhook_url: str = DEFAULT_SANDBOX_WEBHOOK_URL) -> str | None:

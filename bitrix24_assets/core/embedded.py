@@ -39,7 +39,7 @@ with warnings.catch_warnings():  # its import probes XDG_RUNTIME_DIR, which CI d
         ensure_user_exists,
     )
 
-from .errors import CoreUnavailableError
+from .errors import CoreConfigurationError, CoreUnavailableError
 
 __all__ = ["DEFAULT_SETTINGS", "EmbeddedPostgres", "default_data_dir"]
 
@@ -114,6 +114,46 @@ class EmbeddedPostgres:
                 self._start_server()
             self._ensure_database(database)
         return self.dsn(database)
+
+    def exists(self) -> bool:
+        """Whether the cluster has been initialised (commands that only read never create one)."""
+        return (self.data_dir / "PG_VERSION").exists()
+
+    @contextlib.contextmanager
+    def existing(self, database: str = "core") -> Iterator[str]:
+        """DSN of ``database`` in this cluster, creating nothing. A stopped server is started for
+        the block and stopped after it, holding the lock so that no other process starts using it
+        meanwhile; a running server is left running. Raises CoreConfigurationError naming the
+        directory when there is no cluster or no such database."""
+        if not self.exists():
+            raise CoreConfigurationError(
+                f"There is no embedded Core in {self.data_dir}",
+                hint="create it with `make dev` (or `bitrix24-core migrate`), or point CORE_DATABASE_URL"
+                " or SUPABASE_URL at an existing Core",
+            )
+        self._lock.acquire()
+        locked, started = True, False
+        try:
+            if self.is_running():
+                self._lock.release()
+                locked = False
+            else:
+                self._init_cluster()  # nothing to initialise: permissions only, when run as root
+                self._start_server()
+                started = True
+            with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+                found = conn.execute("select 1 from pg_database where datname = %s", (database,)).fetchone()
+            if not found:
+                raise CoreConfigurationError(
+                    f"The embedded Core in {self.data_dir} has no database {database}",
+                    hint="create it with `make dev` (or `bitrix24-core migrate`)",
+                )
+            yield self.dsn(database)
+        finally:
+            if started:
+                self._run(pg_ctl, ["-w", "-m", "fast", "stop"])
+            if locked:
+                self._lock.release()
 
     def is_running(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists() or not self.port_file.exists():

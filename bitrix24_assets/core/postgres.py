@@ -41,7 +41,7 @@ from .staging import (
     merge_batch,
     owners_json,
 )
-from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus
+from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus, group_by_portal
 
 __all__ = ["PostgresStore"]
 
@@ -130,19 +130,55 @@ class PostgresStore(CoreStore):
     def create_company(self, name: str) -> str:
         return str(self._scalar("select core.ensure_company(%s)", (name,)))
 
-    def add_account(
+    def upsert_account(
         self,
         company_id: str,
         name: str,
         credentials: dict[str, Any],
         settings: dict[str, Any] | None = None,
         provider: str = "bitrix24",
-    ) -> IntegrationAccount:
-        account_id = self._scalar(
-            "select core.add_account(%s::uuid, %s, %s, %s, %s)",
+    ) -> tuple[IntegrationAccount, bool]:
+        (row,) = self._call(
+            "select * from core.upsert_account(%s::uuid, %s, %s, %s, %s)",
             (company_id, name, provider, Jsonb(credentials), Jsonb(settings or {})),
         )
-        return self.get_account(str(account_id))
+        return self.get_account(str(row["account_id"])), bool(row["created"])
+
+    def find_account(
+        self, company_id: str, credentials: dict[str, Any], provider: str = "bitrix24"
+    ) -> IntegrationAccount | None:
+        rows = self._call(
+            "select * from core.find_account(%s::uuid, %s, %s)", (company_id, provider, Jsonb(credentials))
+        )
+        return IntegrationAccount.model_validate(rows[0]) if rows else None
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        credentials: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> IntegrationAccount:
+        self._call(
+            "select core.update_account(%s::uuid, %s, %s, %s)",
+            (
+                account_id,
+                name,
+                Jsonb(credentials) if credentials is not None else None,
+                Jsonb(settings) if settings is not None else None,
+            ),
+        )
+        return self.get_account(account_id)
+
+    def account_rows(self, account_id: str) -> dict[str, int]:
+        return dict(self._call("select * from core.account_rows(%s::uuid)", (account_id,))[0])
+
+    def remove_account(self, account_id: str) -> dict[str, int]:
+        return dict(self._call("select * from core.remove_account(%s::uuid)", (account_id,))[0])
+
+    def duplicate_accounts(self, company_id: str | None = None) -> list[list[IntegrationAccount]]:
+        return group_by_portal(self._call("select * from core.duplicate_accounts(%s::uuid)", (company_id,)))
 
     def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
         self._call("select core.set_account_credentials(%s::uuid, %s)", (account_id, Jsonb(credentials)))
@@ -296,6 +332,10 @@ class PostgresStore(CoreStore):
         rows = self._call("select * from core.recent_syncs(%s::uuid, %s, %s)", (account_id, entity, limit))
         return [SyncLog.model_validate(r) for r in rows]
 
+    def latest_syncs(self, account_id: str) -> list[SyncLog]:
+        rows = self._call("select * from core.latest_syncs(%s::uuid)", (account_id,))
+        return [SyncLog.model_validate(r) for r in rows]
+
     def abandon_syncs(self, run_id: str, message: str) -> int:
         return int(self._scalar("select core.abandon_syncs(%s, %s)", (run_id, redact_text(message))))
 
@@ -335,6 +375,15 @@ class PostgresStore(CoreStore):
 
     def count_active_employees(self, account_id: str) -> int:
         return int(self._scalar("select core.count_active_employees(%s::uuid)", (account_id,)))
+
+    # ---- catalogue and retention -------------------------------------------------------------------------
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        rows = self._call("select * from core.table_columns(%s)", (table,))
+        return [(r["column_name"], r["data_type"]) for r in rows]
+
+    def purge_personal_data(self, events_days: int, sync_logs_days: int) -> dict[str, int]:
+        rows = self._call("select * from core.purge_personal_data(%s, %s)", (events_days, sync_logs_days))
+        return dict(rows[0])
 
     def close(self) -> None:
         if self._opened:

@@ -9,14 +9,15 @@ All methods raise :class:`~bitrix24_assets.core.errors.CoreError` subclasses onl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from itertools import groupby
 from typing import Any, Literal
 
 from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 
-__all__ = ["CoreStore", "DeletableEntity", "Entity", "Owners", "SyncStatus"]
+__all__ = ["CoreStore", "DeletableEntity", "Entity", "Owners", "SyncStatus", "group_by_portal"]
 
 Entity = Literal["employees", "tasks", "calendar_events"]
 DeletableEntity = Literal["tasks", "calendar_events"]
@@ -52,7 +53,6 @@ class CoreStore(ABC):
     def create_company(self, name: str) -> str:
         """Id of the company with this name, created if absent."""
 
-    @abstractmethod
     def add_account(
         self,
         company_id: str,
@@ -61,7 +61,65 @@ class CoreStore(ABC):
         settings: dict[str, Any] | None = None,
         provider: str = "bitrix24",
     ) -> IntegrationAccount:
-        """Register a portal for a company."""
+        """Register a portal for a company; the company's account of that portal if it has one
+        (updated as :meth:`upsert_account` says). One portal never gets two accounts in a company."""
+        return self.upsert_account(company_id, name, credentials, settings, provider)[0]
+
+    @abstractmethod
+    def upsert_account(
+        self,
+        company_id: str,
+        name: str,
+        credentials: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        provider: str = "bitrix24",
+    ) -> tuple[IntegrationAccount, bool]:
+        """Add a portal, or update the company's account of that portal: the name is replaced,
+        credentials and settings are merged, the status is kept. Returns (account, created).
+
+        A portal is the webhook's host and user id, or an OAuth account's member_id (else domain);
+        see migration 0006."""
+
+    @abstractmethod
+    def find_account(
+        self, company_id: str, credentials: dict[str, Any], provider: str = "bitrix24"
+    ) -> IntegrationAccount | None:
+        """The company's account of the portal these credentials reach, or None."""
+
+    @abstractmethod
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        credentials: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> IntegrationAccount:
+        """Rename an account and/or merge credentials and settings into it; CoreDataError when the
+        new credentials name a portal another account of the company has."""
+
+    def disable_account(self, account_id: str, message: str | None = None) -> None:
+        """Stop syncing an account; its rows stay in Core."""
+        self.set_account_status(account_id, "disabled", message)
+
+    def enable_account(self, account_id: str) -> None:
+        """Sync an account again (status active, message cleared)."""
+        self.set_account_status(account_id, "active", None)
+
+    @abstractmethod
+    def account_rows(self, account_id: str) -> dict[str, int]:
+        """Rows the account has in Core: ``tasks``, ``calendar_events``, ``integration_sync_logs``,
+        ``integration_events`` (all deleted with it) and ``employees`` (linked; kept)."""
+
+    @abstractmethod
+    def remove_account(self, account_id: str) -> dict[str, int]:
+        """Delete an account. Its tasks and calendar events (trigger), sync logs and inbox events
+        (foreign keys) go with it; its employees stay, still naming it in their metadata. Returns
+        :meth:`account_rows` as they were."""
+
+    @abstractmethod
+    def duplicate_accounts(self, company_id: str | None = None) -> list[list[IntegrationAccount]]:
+        """Groups of accounts of one company that share a portal (oldest first); empty when none."""
 
     @abstractmethod
     def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
@@ -147,6 +205,10 @@ class CoreStore(ABC):
         """Latest sync-log rows of an account, newest first."""
 
     @abstractmethod
+    def latest_syncs(self, account_id: str) -> list[SyncLog]:
+        """The latest sync-log row of each entity of an account (whatever its status), by entity."""
+
+    @abstractmethod
     def abandon_syncs(self, run_id: str, message: str) -> int:
         """Close the run's sync-log rows that are still ``running`` as ``abandoned`` with ``message``
         (redacted): the run stopped before its steps could close them. Idempotent; how many."""
@@ -185,6 +247,18 @@ class CoreStore(ABC):
     def count_active_employees(self, account_id: str) -> int:
         """Active employees linked to this account."""
 
+    # ---- catalogue and retention -----------------------------------------------------------------------
+    @abstractmethod
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        """(column, type) of a Core table (``"core.tasks"``) as the catalogue has it, e.g.
+        ``("deadline", "timestamptz")``, in table order."""
+
+    @abstractmethod
+    def purge_personal_data(self, events_days: int, sync_logs_days: int) -> dict[str, int]:
+        """Delete processed inbox events older than ``events_days`` and sync logs older than
+        ``sync_logs_days`` (never an account+entity's latest successful row: it holds the cursor).
+        Returns rows deleted by table: ``integration_events``, ``integration_sync_logs``."""
+
     # ---- lifecycle -------------------------------------------------------------------------------------
     @abstractmethod
     def close(self) -> None:
@@ -195,3 +269,11 @@ class CoreStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def group_by_portal(rows: Iterable[dict[str, Any]]) -> list[list[IntegrationAccount]]:
+    """Rows of ``core.duplicate_accounts`` (ordered by company, provider, portal) as groups."""
+    return [
+        [IntegrationAccount.model_validate(r) for r in group]
+        for _, group in groupby(rows, key=lambda r: (str(r["company_id"]), r["provider"], r["portal_key"]))
+    ]

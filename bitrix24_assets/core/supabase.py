@@ -28,7 +28,7 @@ from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, S
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 from .secrets import redact_text
 from .staging import EMPLOYEES, EVENTS, TASKS, Stage, guard_json, json_rows, merge_batch, owners_json
-from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus
+from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus, group_by_portal
 
 __all__ = ["SupabaseStore"]
 
@@ -128,16 +128,16 @@ class SupabaseStore(CoreStore):
     def create_company(self, name: str) -> str:
         return str(self._rpc("ensure_company", {"p_name": name}))
 
-    def add_account(
+    def upsert_account(
         self,
         company_id: str,
         name: str,
         credentials: dict[str, Any],
         settings: dict[str, Any] | None = None,
         provider: str = "bitrix24",
-    ) -> IntegrationAccount:
-        account_id = self._rpc(
-            "add_account",
+    ) -> tuple[IntegrationAccount, bool]:
+        row = self._first(
+            "upsert_account",
             {
                 "p_company": company_id,
                 "p_name": name,
@@ -146,7 +146,38 @@ class SupabaseStore(CoreStore):
                 "p_settings": settings or {},
             },
         )
-        return self.get_account(str(account_id))
+        return self.get_account(str(row["account_id"])), bool(row["created"])
+
+    def find_account(
+        self, company_id: str, credentials: dict[str, Any], provider: str = "bitrix24"
+    ) -> IntegrationAccount | None:
+        data = self._rpc(
+            "find_account", {"p_company": company_id, "p_provider": provider, "p_credentials": credentials}
+        )
+        return IntegrationAccount.model_validate(data[0]) if data else None
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        name: str | None = None,
+        credentials: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> IntegrationAccount:
+        self._rpc(
+            "update_account",
+            {"p_account": account_id, "p_name": name, "p_credentials": credentials, "p_settings": settings},
+        )
+        return self.get_account(account_id)
+
+    def account_rows(self, account_id: str) -> dict[str, int]:
+        return dict(self._first("account_rows", {"p_account": account_id}))
+
+    def remove_account(self, account_id: str) -> dict[str, int]:
+        return dict(self._first("remove_account", {"p_account": account_id}))
+
+    def duplicate_accounts(self, company_id: str | None = None) -> list[list[IntegrationAccount]]:
+        return group_by_portal(self._rpc("duplicate_accounts", {"p_company": company_id}))
 
     def update_credentials(self, account_id: str, credentials: dict[str, Any]) -> None:
         self._rpc("set_account_credentials", {"p_account": account_id, "p_credentials": credentials})
@@ -289,6 +320,9 @@ class SupabaseStore(CoreStore):
         data = self._rpc("recent_syncs", {"p_account": account_id, "p_entity": entity, "p_limit": limit})
         return [SyncLog.model_validate(r) for r in data]
 
+    def latest_syncs(self, account_id: str) -> list[SyncLog]:
+        return [SyncLog.model_validate(r) for r in self._rpc("latest_syncs", {"p_account": account_id})]
+
     def abandon_syncs(self, run_id: str, message: str) -> int:
         return int(self._rpc("abandon_syncs", {"p_run_id": run_id, "p_message": redact_text(message)}))
 
@@ -326,6 +360,17 @@ class SupabaseStore(CoreStore):
 
     def count_active_employees(self, account_id: str) -> int:
         return int(self._rpc("count_active_employees", {"p_account": account_id}))
+
+    # ---- catalogue and retention -------------------------------------------------------------------------
+    def table_columns(self, table: str) -> list[tuple[str, str]]:
+        return [(r["column_name"], r["data_type"]) for r in self._rpc("table_columns", {"p_table": table})]
+
+    def purge_personal_data(self, events_days: int, sync_logs_days: int) -> dict[str, int]:
+        return dict(
+            self._first(
+                "purge_personal_data", {"p_events_days": events_days, "p_sync_logs_days": sync_logs_days}
+            )
+        )
 
     def close(self) -> None:
         with translate_errors(self.target):

@@ -39,10 +39,10 @@ def accounts(core_store: CoreStore) -> Accounts:
         company, "portal A", {"webhook_url": "http://127.0.0.1:1/rest/1/a/", "application_token": TOKEN_A}
     )
     b = core_store.add_account(
-        company, "portal B", {"webhook_url": "http://127.0.0.1:1/rest/1/b/", "application_token": TOKEN_B}
+        company, "portal B", {"webhook_url": "http://127.0.0.1:1/rest/2/b/", "application_token": TOKEN_B}
     )
     bare = core_store.add_account(
-        company, "portal without token", {"webhook_url": "http://127.0.0.1:1/rest/1/c/"}
+        company, "portal without token", {"webhook_url": "http://127.0.0.1:1/rest/3/c/"}
     )
     pinned = core_store.add_account(
         company,
