@@ -105,11 +105,10 @@ def test_full_reads_under_faults_end_in_parity_or_an_error(
                 outcomes.append((name, "parity"))
         stats = client.stats.as_dict()
     faults = portal.admin.counters()["faults"].get(kind, 0)
-    if rate == 0.2:
-        assert faults > 0
-    if kind in ("empty", "missing_key") and faults:
+    assert faults > 0  # the seeds make every case inject some (5%: 1 to 4 faults in ~40 requests)
+    if kind in ("empty", "missing_key"):
         assert stats["broken_answers"] > 0  # detected as broken and sent again, never a short page
-    if kind not in ("slow",) and faults:
+    if kind != "slow":
         assert stats["retries"] > 0
     assert len(outcomes) == 6
 
