@@ -1,6 +1,6 @@
 """End to end through the real assets: one account with 10,000 users, 100,000 tasks and 20,000
 calendar events, from the sandbox portal over HTTP into Core on embedded Postgres, on a real
-Dagster instance (in-process executor, the JSON-lines IO manager), once with Dagster's storage in
+Dagster instance (in-process executor, raw records in the raw store), once with Dagster's storage in
 SQLite (the local ``dagster_home`` default) and once in Postgres (``dagster.production.yaml``).
 
 Three kinds of run, as the schedules run them:
@@ -23,12 +23,12 @@ the client or the merge". Time spent in the client is what the bare client takes
 reads (same calls, no Dagster, no mapping, the collector paused as in the steps), measured right
 before each cold run so that the pair sees the same heap and the same minute of this noisy host;
 the merge is the Core SDK's time inside the run; the verdict is the median over the pairs. So the
-overhead holds our mapping, whatever the mapping adds to the read it rides on, the IO manager,
+overhead holds our mapping, whatever the mapping adds to the read it rides on, the raw file,
 checks, sync-log bookkeeping and Dagster's own work.
 
 Each step also records where its time went in its materialization metadata (``client_seconds``,
 ``map_seconds`` with ``mapped_while_reading``, ``merge_seconds``, ``checks_seconds``,
-``sync_log_seconds``, and the IO manager's ``io_write_seconds`` / ``io_read_seconds``); the
+``sync_log_seconds``, and ``io_spool_seconds`` for writing the raw file during the read); the
 tables split each run's wall time with them ("dagster" is what no step accounts for: event log,
 step orchestration; the mapping done while reading, and the raw file written while reading
 (``io_spool_seconds``), are inside "client"). Peak memory is the max RSS of this process (the
@@ -69,12 +69,13 @@ from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.core import PostgresStore
 from bitrix24_assets.core.embedded import EmbeddedPostgres
 from bitrix24_assets.defs.assets import ALL_ASSETS
-from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.jobs import JOBS, bitrix24_sync_job
 from bitrix24_assets.defs.partitions import integration_accounts
-from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
 from bitrix24_assets.gc_pause import cyclic_gc_paused
-from bitrix24_assets.sync import ENTITIES, event_window
+from bitrix24_assets.pipeline import ENTITIES
+from bitrix24_assets.pipeline.entities import ReadRequest
+from bitrix24_assets.sync.events import event_window
 from bitrix24_assets.sync.values import iso_datetime
 
 
@@ -122,7 +123,7 @@ CONTENTS = {
     "incremental, nothing changed": "hourly job: users in full + tasks changed since the cursor",
     "events window re-read (6-hourly job)": "every calendar over the window (no change filter)",
 }
-PARTS = ("client", "mapping", "merge", "io", "checks", "sync_log", "dagster")
+PARTS = ("client", "mapping", "merge", "checks", "sync_log", "dagster")
 # The cold run's reads, each by the bare client: what "time spent in the client" is without
 # Dagster and without the mapping that rides on the read.
 COLD_READS = ("employees", "tasks", "events")
@@ -134,14 +135,13 @@ def _meta(mat: Any, key: str) -> float:
 
 
 def figures(result: dg.ExecuteInProcessResult, wall: float) -> dict[str, Any]:
-    """Wall time split by the timings the steps and the IO manager recorded."""
+    """Wall time split by the timings the steps recorded."""
     parts = dict.fromkeys(PARTS, 0.0)
     mapping_in_read = 0.0  # ran between the client's pages, inside client_seconds: shown, not added
     rows: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
         mat = event.step_materialization_data.materialization
         node = mat.asset_key.to_user_string()
-        parts["io"] += _meta(mat, "io_write_seconds") + _meta(mat, "io_read_seconds")
         parts["sync_log"] += _meta(mat, "sync_log_seconds")
         if node.startswith("bitrix_"):
             parts["client"] += _meta(mat, "client_seconds")
@@ -171,14 +171,14 @@ def client_alone(webhook_url: str, time_scale: float) -> float:
         began = time.perf_counter()
         with Bitrix24Client(webhook_url=webhook_url, time_scale=time_scale, timeout=600) as client:
             window = None
+            client.scopes()  # the step asks which entities the webhook may read
             if spec.windowed:
                 now = iso_datetime(client.call("server.time", {})) or datetime.now(UTC)
                 window = event_window(now, {})
             elif spec.cursor:
                 client.call("server.time", {})  # the raw asset notes the portal's clock too
-            plan = spec.plan(full=True, cursor=None, window=window)
             with cyclic_gc_paused():
-                records = list(getattr(client, plan.method)(**plan.kwargs))
+                records = list(spec.read(client, ReadRequest(window=window)))
             del records
         took += time.perf_counter() - began
     return took
@@ -239,7 +239,7 @@ def run_portal(
                     resources={
                         "core": CoreResource(database_url=dsn),
                         "bitrix24": Bitrix24Resource(time_scale=time_scale),
-                        "io_manager": JsonLinesIOManager(base_dir=str(Path(tmp) / "storage")),
+                        "raw_store": RawStoreResource(base_dir=str(Path(tmp) / "storage")),
                     },
                 )
                 instance.add_dynamic_partitions(integration_accounts.name, accounts)
@@ -273,7 +273,7 @@ def run_portal(
 
 
 def dagster_floor(instance: dg.DagsterInstance, account: str, repeats: int) -> list[float]:
-    """Wall times of the hourly job's asset graph with bodies that do nothing (no IO manager)."""
+    """Wall times of the hourly job's asset graph with bodies that do nothing."""
 
     def twin(assets_def: dg.AssetsDefinition) -> dg.AssetsDefinition:
         @dg.multi_asset(
@@ -369,14 +369,14 @@ def print_verdict(
     print(
         f"[{storage}]   in the median-wall run: the read with the mapping riding on it "
         f"{cold['client']:.2f} s vs bare {bare:.2f} s ({cold['mapping_in_read']:.2f} s of mapping in it), "
-        f"mapping after the read {cold['mapping']:.2f} s, IO manager {cold['io']:.2f} s, "
+        f"mapping after the read {cold['mapping']:.2f} s, "
         f"checks {cold['checks']:.2f} s, sync log {cold['sync_log']:.2f} s, "
         f"Dagster's own {cold['dagster']:.2f} s"
     )
     print(f"[{storage}] incremental / cold wall time: {ratio:.1f}% (target < 10%) -> {ok[ratio < 10]}")
     print(
         f"[{storage}] the floor alone is {100 * floor_s / cold['wall']:.1f}% of this cold run; the hourly "
-        f"job's own work (client, mapping, merge, IO, checks, sync log) {incremental['wall'] - floor_s:.2f} s"
+        f"job's own work (client, mapping, merge, checks, sync log) {incremental['wall'] - floor_s:.2f} s"
     )
 
 

@@ -332,6 +332,9 @@ class PostgresStore(CoreStore):
         rows = self._call("select * from core.recent_syncs(%s::uuid, %s, %s)", (account_id, entity, limit))
         return [SyncLog.model_validate(r) for r in rows]
 
+    def company_names(self) -> dict[str, str]:
+        return {str(r["id"]): r["name"] for r in self._call("select * from core.company_names()")}
+
     def latest_syncs(self, account_id: str) -> list[SyncLog]:
         rows = self._call("select * from core.latest_syncs(%s::uuid)", (account_id,))
         return [SyncLog.model_validate(r) for r in rows]
@@ -517,9 +520,7 @@ def _copy_direct(
     return len(rows)
 
 
-def _copy_employees(
-    cur: psycopg.Cursor[Any], account: UUID, company_id: UUID, rows: Sequence[Any]
-) -> int:
+def _copy_employees(cur: psycopg.Cursor[Any], account: UUID, company_id: UUID, rows: Sequence[Any]) -> int:
     """Employees as merge_employees_staged inserts them: metadata gets the Bitrix link keys."""
     columns = (
         "id",

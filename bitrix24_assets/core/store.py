@@ -205,6 +205,10 @@ class CoreStore(ABC):
         """Latest sync-log rows of an account, newest first."""
 
     @abstractmethod
+    def company_names(self) -> dict[str, str]:
+        """Names of the companies that have integration accounts, by company id."""
+
+    @abstractmethod
     def latest_syncs(self, account_id: str) -> list[SyncLog]:
         """The latest sync-log row of each entity of an account (whatever its status), by entity."""
 

@@ -320,6 +320,9 @@ class SupabaseStore(CoreStore):
         data = self._rpc("recent_syncs", {"p_account": account_id, "p_entity": entity, "p_limit": limit})
         return [SyncLog.model_validate(r) for r in data]
 
+    def company_names(self) -> dict[str, str]:
+        return {str(r["id"]): r["name"] for r in self._rpc("company_names", {}) or []}
+
     def latest_syncs(self, account_id: str) -> list[SyncLog]:
         return [SyncLog.model_validate(r) for r in self._rpc("latest_syncs", {"p_account": account_id})]
 

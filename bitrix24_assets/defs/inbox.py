@@ -42,9 +42,10 @@ import dagster as dg
 
 from bitrix24_assets.bitrix24.events import Entity, EventName
 from bitrix24_assets.core import CoreStore, InboxEvent
-from bitrix24_assets.defs.jobs import bitrix24_employees_job, bitrix24_events_job, bitrix24_tasks_job
+from bitrix24_assets.defs.jobs import ENTITY_JOBS
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
+from bitrix24_assets.pipeline import ENTITIES
 
 __all__ = ["InboxPlan", "PlannedRun", "bitrix24_events_inbox_sensor", "build_inbox_sensor", "plan_inbox"]
 
@@ -53,11 +54,7 @@ TICK_SECONDS = 15
 BATCH_SIZE = 5000
 """Events read per tick; a larger backlog drains over the next ticks (oldest first)."""
 
-JOB_FOR_ENTITY: dict[Entity, str] = {
-    Entity.EMPLOYEES: bitrix24_employees_job.name,
-    Entity.TASKS: bitrix24_tasks_job.name,
-    Entity.CALENDAR_EVENTS: bitrix24_events_job.name,
-}
+JOB_FOR_ENTITY: dict[Entity, str] = {e.event_entity: e.job_name for e in ENTITIES.values()}
 TRIGGER_TAG = "bitrix24/trigger"
 
 
@@ -100,8 +97,9 @@ class InboxPlan:
         return [*self.deletion_event_ids, *self.dropped_event_ids, *(i for r in runs for i in r.event_ids)]
 
 
-def plan_inbox(events: Sequence[InboxEvent], *, now: datetime, debounce: timedelta,
-               known_accounts: set[str]) -> InboxPlan:
+def plan_inbox(
+    events: Sequence[InboxEvent], *, now: datetime, debounce: timedelta, known_accounts: set[str]
+) -> InboxPlan:
     """Group pending events into deletions and one run per (account, job); see the module docstring."""
     plan = InboxPlan()
     deletions: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -154,30 +152,45 @@ def _already_queued(instance: dg.DagsterInstance, run: PlannedRun) -> bool:
     return bool(queued)
 
 
-def build_inbox_sensor(*, name: str = "bitrix24_events_inbox_sensor",
-                       debounce_seconds: float = DEBOUNCE_SECONDS,
-                       minimum_interval_seconds: int = TICK_SECONDS, batch_size: int = BATCH_SIZE,
-                       clock: Callable[[], datetime] = _utc_now) -> dg.SensorDefinition:
+def build_inbox_sensor(
+    *,
+    name: str = "bitrix24_events_inbox_sensor",
+    debounce_seconds: float = DEBOUNCE_SECONDS,
+    minimum_interval_seconds: int = TICK_SECONDS,
+    batch_size: int = BATCH_SIZE,
+    clock: Callable[[], datetime] = _utc_now,
+) -> dg.SensorDefinition:
     """The inbox sensor; ``clock`` and ``debounce_seconds`` are injectable so tests need no sleeps."""
 
     @dg.sensor(
         name=name,
-        jobs=[bitrix24_employees_job, bitrix24_tasks_job, bitrix24_events_job],
+        jobs=list(ENTITY_JOBS.values()),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Turns Bitrix24 outgoing events stored by the webhook receiver into incremental "
-                    "runs (one per account and job per tick) and applies deletions at once.",
+        "runs (one per account and job per tick) and applies deletions at once.",
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, core: CoreResource) -> dg.SensorResult:
         with core.store() as store:
-            return _evaluate(context, store, debounce=timedelta(seconds=debounce_seconds),
-                             batch_size=batch_size, now=clock())
+            return _evaluate(
+                context,
+                store,
+                debounce=timedelta(seconds=debounce_seconds),
+                batch_size=batch_size,
+                now=clock(),
+            )
 
     return inbox_sensor
 
 
-def _evaluate(context: dg.SensorEvaluationContext, store: CoreStore, *, debounce: timedelta,
-              batch_size: int, now: datetime) -> dg.SensorResult:
+def _evaluate(
+    context: dg.SensorEvaluationContext,
+    store: CoreStore,
+    *,
+    debounce: timedelta,
+    batch_size: int,
+    now: datetime,
+) -> dg.SensorResult:
     events = store.pending_events(limit=batch_size)
     if not events:
         return dg.SensorResult(skip_reason="No pending Bitrix24 events.")
@@ -190,9 +203,11 @@ def _evaluate(context: dg.SensorEvaluationContext, store: CoreStore, *, debounce
     coalesced = len(plan.runs) - len(requested)
     # Last step on purpose: if anything above failed, the events stay pending for the next tick.
     store.mark_events_processed(plan.processed_ids(plan.runs))
-    summary = (f"{len(events)} events: {len(requested)} runs requested, {coalesced} folded into queued runs, "
-               f"{len(plan.deletion_event_ids)} deletions applied, {len(plan.dropped_event_ids)} dropped, "
-               f"{plan.waiting} waiting for the debounce.")
+    summary = (
+        f"{len(events)} events: {len(requested)} runs requested, {coalesced} folded into queued runs, "
+        f"{len(plan.deletion_event_ids)} deletions applied, {len(plan.dropped_event_ids)} dropped, "
+        f"{plan.waiting} waiting for the debounce."
+    )
     context.log.info(summary)
     if not requested:
         return dg.SensorResult(skip_reason=summary)

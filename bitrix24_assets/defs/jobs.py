@@ -1,4 +1,5 @@
-"""Jobs, by name: the inbox sensor (``inbox.py``) and the schedules target these names.
+"""Jobs, generated from the entity registry: one per entity (the inbox sensor's incremental runs),
+the hourly job, and the full reconciliation.
 
 All jobs run their steps in one process (``in_process_executor``): the steps of one portal share
 one rate-limit bucket, so running them in parallel would only make them wait on each other, and a
@@ -9,43 +10,36 @@ separate runs, at most one per portal at a time (``dagster_home/dagster.yaml``).
 import dagster as dg
 
 from bitrix24_assets.defs.config import read_config
-from bitrix24_assets.sync import ENTITIES
+from bitrix24_assets.pipeline import ENTITIES
 
 
 def _selection(*entities: str) -> dg.AssetSelection:
-    keys = []
-    for entity in entities:
-        spec = ENTITIES[entity]
-        keys += [f"bitrix_{spec.raw_name}", f"mapped_{entity}", f"core_{entity}"]
-    return dg.AssetSelection.assets(*keys)
+    return dg.AssetSelection.assets(*(key for e in entities for key in ENTITIES[e].keys))
 
 
 ALL = tuple(ENTITIES)
 # What the hourly job syncs. Calendar events are left out on purpose: calendar.event.get has no
-# change filter, so every sync reads every calendar (one command per user: ~10k calls, ~500 s of
-# server time on a 10k-user cloud portal, over the method's 480 s per 10 minutes budget). They get
-# their own 6-hourly schedule, the inbox sensor's event-driven runs and the nightly full sync.
+# change filter, so every sync reads every calendar (one command per user: ~10k calls, ~400 s of
+# server time on a 10k-user cloud portal, most of the method's 480 s per 10 minutes budget). They
+# get their own 6-hourly schedule, the inbox sensor's event-driven runs and the nightly full sync.
 HOURLY = ("employees", "tasks")
 
-bitrix24_employees_job = dg.define_asset_job(
-    "bitrix24_employees_job",
-    selection=_selection("employees"),
-    executor_def=dg.in_process_executor,
-    description="Sync employees of one account (users are always read in full).",
-)
-bitrix24_tasks_job = dg.define_asset_job(
-    "bitrix24_tasks_job",
-    selection=_selection("tasks"),
-    executor_def=dg.in_process_executor,
-    description="Sync tasks of one account: changes since the last sync unless `full` is set.",
-)
-bitrix24_events_job = dg.define_asset_job(
-    "bitrix24_events_job",
-    selection=_selection("events"),
-    executor_def=dg.in_process_executor,
-    description="Sync calendar events of one account over the configured window (every 6 hours, "
-    "and on calendar events from the inbox).",
-)
+_ENTITY_JOB_DESCRIPTIONS = {
+    "employees": "Sync employees of one account (users are always read in full).",
+    "tasks": "Sync tasks of one account: changes since the last sync unless `full` is set.",
+    "events": "Sync calendar events of one account over the configured window (every 6 hours, and on "
+    "calendar events from the inbox).",
+}
+
+ENTITY_JOBS = {
+    name: dg.define_asset_job(
+        entity.job_name,
+        selection=_selection(name),
+        executor_def=dg.in_process_executor,
+        description=_ENTITY_JOB_DESCRIPTIONS[name],
+    )
+    for name, entity in ENTITIES.items()
+}
 bitrix24_sync_job = dg.define_asset_job(
     "bitrix24_sync_job",
     selection=_selection(*HOURLY),
@@ -61,16 +55,8 @@ bitrix24_full_sync_job = dg.define_asset_job(
     description="Full reconciliation of one account: reads everything and marks what disappeared "
     "(nightly, and the first sync of a new account).",
 )
+bitrix24_employees_job = ENTITY_JOBS["employees"]
+bitrix24_tasks_job = ENTITY_JOBS["tasks"]
+bitrix24_events_job = ENTITY_JOBS["events"]
 
-JOBS = [
-    bitrix24_employees_job,
-    bitrix24_tasks_job,
-    bitrix24_events_job,
-    bitrix24_sync_job,
-    bitrix24_full_sync_job,
-]
-JOBS_BY_ENTITY = {
-    "employees": bitrix24_employees_job,
-    "tasks": bitrix24_tasks_job,
-    "events": bitrix24_events_job,
-}
+JOBS = [*ENTITY_JOBS.values(), bitrix24_sync_job, bitrix24_full_sync_job]

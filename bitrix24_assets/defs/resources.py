@@ -1,4 +1,5 @@
-"""Resources: Core (where rows go) and Bitrix24 (a client per account, built from Core).
+"""Resources, all in one place: Core (where rows go), Bitrix24 (a client per account, built from
+Core) and the raw-record store (where each read is kept for a day).
 
 Secrets never enter Dagster config: the Core DSN / Supabase key come from ``dg.EnvVar`` (resolved
 at launch, hidden in the UI) and each portal's webhook URL or OAuth tokens are read from
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,7 +19,8 @@ from pydantic import PrivateAttr
 
 from bitrix24_assets.bitrix24 import Bitrix24Client, OAuthCredentials
 from bitrix24_assets.core import CoreSettings, CoreStore, IntegrationAccount, open_store
-from bitrix24_assets.defs.io_manager import JsonLinesIOManager
+from bitrix24_assets.pipeline import RawStore
+from bitrix24_assets.pipeline.raw_store import DEFAULT_RETENTION_HOURS
 
 
 class CoreResource(dg.ConfigurableResource):
@@ -76,12 +79,8 @@ class Bitrix24Resource(dg.ConfigurableResource):
     _clients: dict[str, Bitrix24Client] = PrivateAttr(default_factory=dict)
 
     def run_client(self, account: IntegrationAccount, core: CoreStore) -> Bitrix24Client:
-        """The account's client for this run, built on first use and closed at the end of the run.
-
-        The steps of a run share one process (``in_process_executor``), and building a client costs
-        ~40 ms (httpx client, SSL context), a visible share of an hourly run with nothing to do.
-        One client per run also keeps one rate-limit bucket per portal within the run.
-        """
+        """The account's client for this run, built on first use and closed at the end of the run:
+        one rate-limit bucket per portal within the run, and no new HTTP client per step."""
         client = self._clients.get(account.id)
         if client is None:
             client = self._clients[account.id] = self.client_for(account, core)
@@ -114,20 +113,49 @@ class Bitrix24Resource(dg.ConfigurableResource):
                 timeout=self.timeout_seconds,
                 on_token_refresh=persist,
             )
-        raise MissingCredentialsError(account)
+        raise MissingCredentialsError()
 
 
 class MissingCredentialsError(Exception):
     """The account row has neither a webhook URL nor OAuth tokens (a configuration error)."""
 
     is_configuration_error = True
+    hint = "store the inbound webhook URL"
 
-    def __init__(self, account: IntegrationAccount) -> None:
+    def __init__(self) -> None:
         super().__init__(
-            f"Bitrix24 account '{account.name}' ({account.id}) has no credentials: put the inbound "
-            "webhook URL (scopes user, task, calendar, im) into credentials.webhook_url of its row "
-            "in core.integration_accounts."
+            "it has no credentials: store its inbound webhook URL (scopes user, task, calendar, im) with "
+            "`bitrix24-core accounts update`, or in credentials.webhook_url of its row in "
+            "core.integration_accounts"
         )
+
+
+class RawStoreResource(dg.ConfigurableResource):
+    """Where the latest read of each (entity, account) is kept: personal data, ``0600`` files,
+    deleted after ``retention_hours`` (swept once per run)."""
+
+    base_dir: str
+    retention_hours: float = DEFAULT_RETENTION_HOURS
+
+    @classmethod
+    def from_env(cls) -> RawStoreResource:
+        return cls(
+            base_dir=os.environ.get("BITRIX24_STORAGE_DIR") or default_storage_dir(),
+            retention_hours=float(
+                os.environ.get("BITRIX24_STORAGE_RETENTION_HOURS", DEFAULT_RETENTION_HOURS)
+            ),
+        )
+
+    def get(self) -> RawStore:
+        return RawStore(self.base_dir, self.retention_hours)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.get().sweep()
+
+
+def default_storage_dir() -> str:
+    home = os.environ.get("DAGSTER_HOME") or str(Path("dagster_home").resolve())
+    return str(Path(home) / "storage" / "bitrix24")
 
 
 def _env_or_none(name: str) -> Any:
@@ -150,7 +178,7 @@ def build_resources() -> dict[str, Any]:
         time_scale=float(os.environ.get("BITRIX24_TIME_SCALE", "1.0")),
         timeout_seconds=float(os.environ.get("BITRIX24_TIMEOUT_SECONDS", "60")),
     )
-    return {"core": core, "bitrix24": bitrix24, "io_manager": JsonLinesIOManager.from_env()}
+    return {"core": core, "bitrix24": bitrix24, "raw_store": RawStoreResource.from_env()}
 
 
 @dg.definitions

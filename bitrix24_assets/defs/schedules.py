@@ -2,7 +2,7 @@
 nightly full reconciliation of everything.
 
 Events are not in the hourly job: reading every calendar of a 10k-user portal costs ~10k
-``calendar.event.get`` calls (the method has no change filter), ~500 s of server time on a cloud
+``calendar.event.get`` calls (the method has no change filter), ~400 s of server time on a cloud
 portal, more than the method's operating budget (480 s per 10 minutes). Between the 6-hourly
 reads, the inbox sensor syncs events of portals that send calendar events.
 
@@ -26,6 +26,8 @@ from bitrix24_assets.defs.jobs import (
     bitrix24_sync_job,
 )
 from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.resources import CoreResource
+from bitrix24_assets.defs.tags import TRIGGER_TAG, tags_by_account
 
 INCREMENTAL_CRON = os.environ.get("BITRIX24_SYNC_CRON", "0 * * * *")
 EVENTS_CRON = os.environ.get("BITRIX24_EVENTS_SYNC_CRON", "15 */6 * * *")
@@ -34,20 +36,30 @@ SCHEDULE_TIMEZONE = os.environ.get("BITRIX24_SCHEDULE_TIMEZONE", "UTC")
 
 
 def _fan_out(
-    context: dg.ScheduleEvaluationContext, prefix: str, entities: tuple[str, ...], *, full: bool
+    context: dg.ScheduleEvaluationContext,
+    core: CoreResource,
+    prefix: str,
+    entities: tuple[str, ...],
+    *,
+    full: bool,
 ) -> list[dg.RunRequest] | dg.SkipReason:
     keys = context.instance.get_dynamic_partitions(integration_accounts.name)
     if not keys:
         return dg.SkipReason(
             "No Bitrix24 accounts yet; the accounts sensor adds them from core.integration_accounts."
         )
+    try:
+        with core.store() as store:
+            names = tags_by_account(store)
+    except Exception:  # Core down: the runs fail with the reason; the tick still requests them
+        names = {}
     tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
     return [
         dg.RunRequest(
             partition_key=key,
             run_key=f"{prefix}:{key}:{tick}",
             run_config=read_config(list(entities), full=full),
-            tags={"bitrix24/trigger": prefix},
+            tags={TRIGGER_TAG: prefix, **names.get(key, {})},
         )
         for key in sorted(keys)
     ]
@@ -62,8 +74,10 @@ def _fan_out(
     description="Employees and the tasks changed since the last sync, of every account (cron from "
     "BITRIX24_SYNC_CRON).",
 )
-def hourly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, "hourly", HOURLY, full=False)
+def hourly_sync(
+    context: dg.ScheduleEvaluationContext, core: CoreResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    return _fan_out(context, core, "hourly", HOURLY, full=False)
 
 
 @dg.schedule(
@@ -75,8 +89,10 @@ def hourly_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | 
     description="Calendar events (the configured window) of every account (cron from "
     "BITRIX24_EVENTS_SYNC_CRON); reading every calendar is too costly for every hour.",
 )
-def events_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, "events", ("events",), full=False)
+def events_sync(
+    context: dg.ScheduleEvaluationContext, core: CoreResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    return _fan_out(context, core, "events", ("events",), full=False)
 
 
 @dg.schedule(
@@ -88,5 +104,7 @@ def events_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | 
     description="Full reconciliation of every account: marks deleted tasks and events, deactivated "
     "employees (cron from BITRIX24_FULL_SYNC_CRON).",
 )
-def nightly_full_sync(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, "nightly", ALL, full=True)
+def nightly_full_sync(
+    context: dg.ScheduleEvaluationContext, core: CoreResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    return _fan_out(context, core, "nightly", ALL, full=True)

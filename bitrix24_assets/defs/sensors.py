@@ -13,6 +13,7 @@ import dagster as dg
 from bitrix24_assets.defs.jobs import bitrix24_full_sync_job
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
+from bitrix24_assets.defs.tags import TRIGGER_TAG, account_tags
 
 PARTITIONED_STATUSES = frozenset({"active", "error"})
 # Dagster applies at most 25k partition changes per evaluation; the rest follow next tick.
@@ -30,12 +31,13 @@ MAX_CHANGES_PER_TICK = 10_000
 def accounts_sensor(
     context: dg.SensorEvaluationContext, core: CoreResource
 ) -> dg.SensorResult | dg.SkipReason:
+    known = set(context.instance.get_dynamic_partitions(integration_accounts.name))
     with core.store() as store:
         accounts = {
             a.id: a for a in store.list_accounts(provider="bitrix24") if a.status in PARTITIONED_STATUSES
         }
-    known = set(context.instance.get_dynamic_partitions(integration_accounts.name))
-    new = sorted(accounts.keys() - known)[:MAX_CHANGES_PER_TICK]
+        new = sorted(accounts.keys() - known)[:MAX_CHANGES_PER_TICK]
+        companies = store.company_names() if new else {}
     gone = sorted(known - accounts.keys())[:MAX_CHANGES_PER_TICK]
     if not new and not gone:
         return dg.SkipReason(f"{len(known)} accounts, no changes")
@@ -51,7 +53,10 @@ def accounts_sensor(
         dg.RunRequest(
             partition_key=key,
             run_key=f"onboard:{key}:{_stamp(accounts[key])}",
-            tags={"bitrix24/trigger": "onboarding"},
+            tags={
+                TRIGGER_TAG: "onboarding",
+                **account_tags(accounts[key], companies.get(accounts[key].company_id)),
+            },
         )
         for key in new
     ]

@@ -139,6 +139,18 @@ def admin_routes(portal: Portal) -> list[Route]:
             }
         )
 
+    def edit_webhook(request: Request, body: dict[str, Any]) -> Response:
+        """The webhook's owner ticks other scopes in the portal: same URL, new permissions."""
+        scopes = body.get("scopes")
+        if not isinstance(scopes, list):
+            raise ValueError("scopes must be a list of scope codes")
+        hook_id = intval(request.path_params["id"])
+        hook = next((h for h in portal.webhooks.values() if h.id == hook_id), None)
+        if hook is None:
+            return _problem("no such webhook", 404)
+        hook.scopes = frozenset(str(s) for s in scopes) | {"basic"}
+        return _json({"id": hook.id, "webhook_url": portal.webhook_url(hook), "scopes": sorted(hook.scopes)})
+
     def add_user(request: Request, body: dict[str, Any]) -> Response:
         fields = {k.upper(): v for k, v in body.items()}
         now = float(int(portal.clock.now()))
@@ -357,6 +369,7 @@ def admin_routes(portal: Portal) -> list[Route]:
         Route("/limits", guarded(limits), methods=["GET"]),
         Route("/clock", guarded(clock), methods=["GET", "POST"]),
         Route("/webhooks", guarded(webhooks), methods=["POST"]),
+        Route("/webhooks/{id}", guarded(edit_webhook), methods=["PATCH"]),
         Route("/users", guarded(add_user), methods=["POST"]),
         Route("/users/{id}", guarded(patch_user), methods=["PATCH"]),
         Route("/tasks", guarded(add_task), methods=["POST"]),

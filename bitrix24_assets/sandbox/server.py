@@ -57,6 +57,9 @@ class AdminClient:
     def create_webhook(self, scopes: list[str], user_id: int = 1) -> dict[str, Any]:
         return self._do("POST", "/webhooks", {"scopes": scopes, "user_id": user_id})
 
+    def set_webhook_scopes(self, webhook_id: int, scopes: list[str]) -> dict[str, Any]:
+        return self._do("PATCH", f"/webhooks/{webhook_id}", {"scopes": scopes})
+
     def add_user(self, **fields: Any) -> dict[str, Any]:
         return self._do("POST", "/users", fields)
 

@@ -13,10 +13,9 @@ import pytest
 
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.defs.assets import ALL_ASSETS
-from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.jobs import JOBS
 from bitrix24_assets.defs.partitions import integration_accounts
-from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
 from bitrix24_assets.defs.schedules import events_sync, hourly_sync, nightly_full_sync
 from bitrix24_assets.defs.sensors import accounts_sensor
 
@@ -45,7 +44,7 @@ def test_defs(core_resource: CoreResource, tmp_path: Path) -> dg.Definitions:
         resources={
             "core": core_resource,
             "bitrix24": Bitrix24Resource(time_scale=SANDBOX_TIME_SCALE),
-            "io_manager": JsonLinesIOManager(base_dir=str(tmp_path / "storage")),
+            "raw_store": RawStoreResource(base_dir=str(tmp_path / "storage")),
         },
         executor=dg.in_process_executor,
     )
@@ -70,11 +69,9 @@ class Runner:
         config = run_config
         if full is not None:
             from bitrix24_assets.defs.config import read_config
-            from bitrix24_assets.sync import ENTITIES
+            from bitrix24_assets.pipeline import ENTITIES
 
-            entities = [
-                e for e, s in ENTITIES.items() if job_def.asset_layer.has(dg.AssetKey(f"bitrix_{s.raw_name}"))
-            ]
+            entities = [e for e, s in ENTITIES.items() if job_def.asset_layer.has(dg.AssetKey(s.raw_key))]
             config = read_config(entities, full=full)
         return job_def.execute_in_process(
             instance=self.instance, partition_key=account_id, run_config=config, raise_on_error=False

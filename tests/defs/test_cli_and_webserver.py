@@ -3,6 +3,7 @@ list the assets, the account partitions, the sensors and the schedules (real sub
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -46,15 +47,19 @@ def test_definitions_validate_cli_passes(tmp_path: Path) -> None:
     assert "passed validation" in done.stdout + done.stderr
 
 
-@pytest.fixture
-def webserver(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def start_webserver(home: Path) -> Iterator[str]:
+    """A real ``dagster-webserver`` on the project's workspace and the instance in ``home``."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORE_", "SUPABASE_"))}
     proc = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=ROOT,
-        env=_env(tmp_path),
+        env={**env, "DAGSTER_HOME": str(home)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -68,6 +73,7 @@ def webserver(tmp_path: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
+        _wait_for_code_location(url)
         yield url
     finally:
         proc.terminate()
@@ -77,15 +83,28 @@ def webserver(tmp_path: Path) -> Iterator[str]:
             proc.kill()
 
 
-def test_webserver_lists_assets_partitions_sensors_and_schedules(webserver: str) -> None:
-    nodes: list[dict] = []
+def _wait_for_code_location(url: str) -> None:
+    """The code location loads after ``server_info`` answers; poll until it is there."""
     deadline = time.monotonic() + 60
-    while not nodes and time.monotonic() < deadline:  # the code location loads after server_info answers
-        data = httpx.post(f"{webserver}/graphql", json={"query": QUERY}, timeout=30).json()["data"]
-        nodes = data["repositoriesOrError"].get("nodes") or []
-        if not nodes:
-            time.sleep(0.5)
-    (repo,) = nodes
+    while time.monotonic() < deadline:
+        data = httpx.post(f"{url}/graphql", json={"query": QUERY}, timeout=30).json()["data"]
+        if data["repositoriesOrError"].get("nodes"):
+            return
+        time.sleep(0.5)
+    raise AssertionError("the code location did not load within 60 s")
+
+
+@pytest.fixture
+def webserver(tmp_path: Path) -> Iterator[str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with start_webserver(home) as url:
+        yield url
+
+
+def test_webserver_lists_assets_partitions_sensors_and_schedules(webserver: str) -> None:
+    data = httpx.post(f"{webserver}/graphql", json={"query": QUERY}, timeout=30).json()["data"]
+    (repo,) = data["repositoriesOrError"]["nodes"]
     assert repo["location"]["name"] == "bitrix24_assets"
     assets = {"/".join(a["assetKey"]["path"]): a for a in repo["assetNodes"]}
     assert {
@@ -106,6 +125,7 @@ def test_webserver_lists_assets_partitions_sensors_and_schedules(webserver: str)
         "bitrix24_hourly_sync": "RUNNING",
         "bitrix24_events_sync": "RUNNING",
         "bitrix24_nightly_full_sync": "RUNNING",
+        "bitrix24_retention": "RUNNING",
     }
     assert {
         "bitrix24_employees_job",

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from bitrix24_assets.core import CoreStore
-from bitrix24_assets.defs.checks import evaluate_checks
+from bitrix24_assets.pipeline.checks import PostMerge, evaluate
 from bitrix24_assets.sandbox import SandboxHandle
 from tests.defs.conftest import Runner, add_account, query
 
@@ -115,17 +115,14 @@ def test_checks_pass_on_good_data_and_fail_on_planted_bad_data(
 
 
 def test_employee_checks_fail_on_planted_ghost_and_duplicate(
-    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str, test_defs: dg.Definitions
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str
 ) -> None:
-    io_manager = test_defs.resources["io_manager"]
     account = add_account(core_store, sandbox.webhook_url)
     good = runner.run(account, "bitrix24_employees_job")
     assert good.success
-    # the step released its in-memory batch (RawBatch.release); the stored one is what is left
-    assert good.output_for_node("bitrix_users", "mapped_employees").released
-    batch = io_manager.load_stored("mapped_employees", account)
-    assert len(batch.rows) > 0
-    assert all(r.passed for r in evaluate_checks(core_store, account, "employees", batch))
+    active = sum(1 for u in sandbox.state.users.rows.values() if u.user_type == "employee" and u.active)
+    context = PostMerge(account, active_read=active)
+    assert all(r.passed for r in evaluate(core_store, "employees", "employees", context))
 
     # plant: the same Bitrix user linked twice (under another company) -> a duplicate; and an
     # active employee Bitrix24 does not have -> the count differs
@@ -147,10 +144,11 @@ def test_employee_checks_fail_on_planted_ghost_and_duplicate(
         company,
         account,
     )
-    results = {r.check_name: r.passed for r in evaluate_checks(core_store, account, "employees", batch)}
+    results = {r.name: r.passed for r in evaluate(core_store, "employees", "employees", context)}
     assert results == {
         "core_employees_no_duplicate_bitrix_ids": False,
         "core_employees_count_matches_source": False,
+        "core_employees_one_account_per_portal": True,
     }
 
 
@@ -160,7 +158,7 @@ def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
     """The ``mostly_valid`` check of ``mapped_tasks`` fails and the step stops before the merge."""
     from collections import Counter
 
-    import bitrix24_assets.defs.assets as assets_module
+    import bitrix24_assets.pipeline.entity_sync as entity_sync_module
     from bitrix24_assets.sync import MappingResult
 
     def all_malformed(records: Any, mapper: Any) -> MappingResult[Any]:
@@ -168,7 +166,7 @@ def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
         return MappingResult([], Counter({"missing ID (planted)": len(records)}), len(records))
 
     account = add_account(core_store, sandbox.webhook_url)
-    monkeypatch.setattr(assets_module, "map_records", all_malformed)
+    monkeypatch.setattr(entity_sync_module, "map_records", all_malformed)
     result = runner.run(account, "bitrix24_tasks_job", full=True)
     assert not result.success
     by_name = {c.check_name: c for c in result.get_asset_check_evaluations()}
@@ -178,10 +176,12 @@ def test_malformed_read_blocks_the_merge_and_fails_the_sync_log(
     logs = query(
         core_dsn, "select status, error from core.integration_sync_logs where run_id = %s", result.run_id
     )
-    assert [status for status, _ in logs] == ["failed"] and "Too many malformed tasks" in logs[0][1]
+    assert [status for status, _ in logs] == [
+        "failed"
+    ] and "too many tasks records read are malformed" in logs[0][1]
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = str(failure.step_failure_data.error)
-    assert f"Bitrix24 account {account}: the merge into core.tasks was not run" in message
+    assert f"Bitrix24 account 'Portal' ({account}): the merge into core.tasks was not run" in message
     assert "update the mapper" in message
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -76,27 +77,46 @@ def test_sensor_ignores_other_providers(
     assert keys(instance) == set()
 
 
-def test_schedules_emit_one_request_per_account_with_per_tick_run_keys(instance: dg.DagsterInstance) -> None:
-    instance.add_dynamic_partitions(integration_accounts.name, ["acc-1", "acc-2"])
+def test_schedules_emit_one_request_per_account_with_per_tick_run_keys(
+    instance: dg.DagsterInstance, core_resource: CoreResource, core_store: CoreStore
+) -> None:
+    company = core_store.create_company("Acme Ltd")
+    a = core_store.add_account(
+        company, "acme.bitrix24.ru", {"webhook_url": "https://acme.bitrix24.ru/rest/1/x/"}
+    )
+    b = core_store.add_account(company, "acme-2", {"webhook_url": "https://acme2.bitrix24.ru/rest/1/y/"})
+    instance.add_dynamic_partitions(integration_accounts.name, [a.id, b.id])
+
+    def evaluate(schedule: dg.ScheduleDefinition, when: datetime) -> Any:
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, resources={"core": core_resource}
+        ) as context:
+            return schedule(context)
+
     t1, t2 = datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)
-    first = hourly_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
-    second = hourly_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t2))
+    first = evaluate(hourly_sync, t1)
+    second = evaluate(hourly_sync, t2)
     assert isinstance(first, list) and isinstance(second, list)
-    assert sorted(r.partition_key for r in first) == ["acc-1", "acc-2"]
+    assert sorted(r.partition_key for r in first) == sorted([a.id, b.id])
+    # runs name their portal and company: partitions are bare UUIDs
+    tags = {r.partition_key: r.tags for r in first}
+    assert (
+        tags[a.id]["bitrix24/account"] == "acme.bitrix24.ru" and tags[a.id]["bitrix24/company"] == "Acme Ltd"
+    )
     assert len({r.run_key for r in first + second}) == 4  # unique per account and per tick
     assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is False for r in first)
     # the hourly job does not read calendars (too costly every hour): its config names no event op
     assert all(set(r.run_config["ops"]) == {"bitrix_users", "bitrix_tasks"} for r in first)
     assert hourly_sync.job_name == "bitrix24_sync_job"
 
-    events = events_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
-    assert isinstance(events, list) and sorted(r.partition_key for r in events) == ["acc-1", "acc-2"]
+    events = evaluate(events_sync, t1)
+    assert isinstance(events, list) and sorted(r.partition_key for r in events) == sorted([a.id, b.id])
     assert all(set(r.run_config["ops"]) == {"bitrix_events"} for r in events)
     assert events_sync.job_name == "bitrix24_events_job"
     assert events_sync.cron_schedule == "15 */6 * * *"
     assert not {r.run_key for r in events} & {r.run_key for r in first}
 
-    nightly = nightly_full_sync(dg.build_schedule_context(instance=instance, scheduled_execution_time=t1))
+    nightly = evaluate(nightly_full_sync, t1)
     assert isinstance(nightly, list) and len(nightly) == 2
     assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is True for r in nightly)
     assert all(r.run_config["ops"]["bitrix_events"]["config"]["full"] is True for r in nightly)
@@ -114,6 +134,7 @@ def test_hourly_job_reads_employees_and_tasks_and_events_have_their_own_job(
     assert raw_assets("bitrix24_full_sync_job") == {"bitrix_users", "bitrix_tasks", "bitrix_events"}
 
 
-def test_schedules_skip_without_accounts(instance: dg.DagsterInstance) -> None:
-    assert isinstance(hourly_sync(dg.build_schedule_context(instance=instance)), dg.SkipReason)
-    assert isinstance(events_sync(dg.build_schedule_context(instance=instance)), dg.SkipReason)
+def test_schedules_skip_without_accounts(instance: dg.DagsterInstance, core_resource: CoreResource) -> None:
+    with dg.build_schedule_context(instance=instance, resources={"core": core_resource}) as context:
+        assert isinstance(hourly_sync(context), dg.SkipReason)
+        assert isinstance(events_sync(context), dg.SkipReason)

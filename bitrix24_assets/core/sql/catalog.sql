@@ -39,3 +39,14 @@ as $$
     where l.integration_account_id = p_account
     order by l.entity, l.started_at desc, l.id desc;
 $$;
+
+-- Company names by id (all companies that have an integration account): run tags and metadata
+-- name a portal's company, since partitions are bare account UUIDs.
+create or replace function core.company_names()
+returns table (id uuid, name text)
+language sql stable
+set search_path = ''
+as $$
+    select c.id, c.name from core.companies c
+    where exists (select 1 from core.integration_accounts a where a.company_id = c.id);
+$$;
