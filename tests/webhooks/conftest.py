@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.defs.assets import ALL_ASSETS
 from bitrix24_assets.defs.inbox import bitrix24_events_inbox_sensor
-from bitrix24_assets.defs.io_manager import JsonLinesIOManager
 from bitrix24_assets.defs.jobs import JOBS
-from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
 from bitrix24_assets.webhooks import ReceiverSettings, create_app
 
 TOKEN_A = "tokA-jvh9y1ulvt2m6k5or90v9mg8nn32"
@@ -86,7 +85,7 @@ def code_location(core: CoreResource, tmp_path: Path) -> dg.Definitions:
         resources={
             "core": core,
             "bitrix24": Bitrix24Resource(time_scale=0.001),
-            "io_manager": JsonLinesIOManager(base_dir=str(tmp_path / "storage")),
+            "raw_store": RawStoreResource(base_dir=str(tmp_path / "storage")),
         },
         executor=dg.in_process_executor,
     )
@@ -102,7 +101,7 @@ def event_body(
     domain: str = "acme.bitrix24.ru",
     member_id: str = "m-1",
 ) -> str:
-    """A form body shaped like reference §7.2 (outgoing-webhook auth block)."""
+    """A form body shaped like docs/bitrix24-rest-api.md §7.2 (outgoing-webhook auth block)."""
     if event.startswith("ONTASK"):
         data = {
             "data[FIELDS_BEFORE][ID]": object_id,
