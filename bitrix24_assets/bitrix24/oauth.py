@@ -1,4 +1,4 @@
-"""OAuth 2.0 credentials of a Bitrix24 application and their refresh (reference §1.1, §5).
+"""OAuth 2.0 credentials of a Bitrix24 application and their refresh (docs/bitrix24-rest-api.md §1.1, §5).
 
 Calls go to ``client_endpoint`` (``https://<domain>/rest/``) with ``auth=<access token>`` in the JSON
 body (never the URL, so it cannot reach an access log). When the portal answers 401 ``expired_token``

@@ -1,6 +1,6 @@
 """The ASGI app: the REST surface ``/rest/...``, the token endpoint ``/oauth/token/``, admin ``/_sandbox/``.
 
-Transport rules (reference §1): ``/rest/{user_id}/{token}/{method}[.json]`` for webhooks,
+Transport rules (docs/bitrix24-rest-api.md §1): ``/rest/{user_id}/{token}/{method}[.json]`` for webhooks,
 ``/rest/{method}?auth=...`` for OAuth; GET query, form POST with PHP brackets, JSON POST; method
 names case-insensitive; ``Content-Type: application/json; charset=utf-8``; errors are
 ``{"error", "error_description"}`` with their HTTP status and never a stack trace.

@@ -1,4 +1,4 @@
-"""``batch`` (reference §3): up to 50 sub-commands run one after another in one worker slot.
+"""``batch`` (docs/bitrix24-rest-api.md §3): up to 50 sub-commands run one after another in one worker slot.
 
 * ``cmd`` is a map (or list) of ``key -> "method?query"``; the query is read with ``parse_str``;
 * ``$result[key][path]`` (and ``$next``, ``$total``, ``$time``, ``$error``) references are replaced

@@ -13,7 +13,8 @@ ProfileName = Literal["instant", "cloud", "enterprise"]
 PROFILE_LIMITS: dict[str, Limits] = {
     # instant: no rate limit, no operating budget, no costs - for unit tests and quick demos
     "instant": Limits(bucket_size=None, operating_limit=None),
-    # cloud: every non-Enterprise plan (reference §4.1: bucket 50, drain 2/s; §4.2: 480 s / 10 min)
+    # cloud: every non-Enterprise plan (docs/bitrix24-rest-api.md §4.1: bucket 50, drain 2/s; §4.2: 480 s /
+    # 10 min)
     "cloud": Limits(bucket_size=50, drain_per_second=2.0, operating_limit=480.0),
     # enterprise: bucket 250, drain 5/s
     "enterprise": Limits(bucket_size=250, drain_per_second=5.0, operating_limit=480.0),

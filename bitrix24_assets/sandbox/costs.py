@@ -4,7 +4,8 @@ Importable on its own (no server needed) so benchmarks can compute a lower bound
 from the same parameters the sandbox uses. All numbers are *modelled seconds*; the sandbox sleeps
 ``cost * time_scale`` wall seconds per call (``asyncio.sleep``, never blocking the event loop).
 
-Where the numbers come from (reference §2.1, §4, §6.4 and the JS-SDK maintainers' measurements):
+Where the numbers come from (docs/bitrix24-rest-api.md §2.1, §4, §6.4 and the JS-SDK maintainers'
+measurements):
 
 * ``base`` 0.01 s - every call pays auth, routing and JSON encoding; live envelopes show
   ``processing`` of 0.001-0.02 s for trivial methods (``user.current`` 0.0013, ``department.get``
@@ -174,7 +175,7 @@ class CostModel:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-portal limits of a profile (reference §4)."""
+    """Per-portal limits of a profile (docs/bitrix24-rest-api.md §4)."""
 
     bucket_size: int | None = 50  # leaky bucket capacity X (None = no rate limit)
     drain_per_second: float = 2.0  # leaky bucket drain Y

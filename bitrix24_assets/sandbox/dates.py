@@ -1,4 +1,4 @@
-"""Date input and output the way each Bitrix24 module does it (reference §8).
+"""Date input and output the way each Bitrix24 module does it (docs/bitrix24-rest-api.md §8).
 
 Inputs go through PHP ``strtotime`` on the server; we accept the forms clients actually send:
 ISO 8601 (with offset, ``Z`` or none -> portal zone), ``DD.MM.YYYY[ HH:MI[:SS]]`` (Russian site

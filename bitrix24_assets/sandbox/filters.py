@@ -1,6 +1,6 @@
 """Bitrix24 list filters: prefix operators on field names, compiled to a row predicate.
 
-A filter key is ``<prefix><FIELD>`` with the prefixes of reference §6.1/§6.4: ``=`` (default),
+A filter key is ``<prefix><FIELD>`` with the prefixes of docs/bitrix24-rest-api.md §6.1/§6.4: ``=`` (default),
 ``!``/``!=``, ``>``, ``>=``, ``<``, ``<=``, ``@`` (IN), ``!@`` (NOT IN), ``%`` (substring),
 ``=%``/``%=`` (LIKE with ``%``/``_`` wildcards), ``!%``, ``!=%``/``!%=``. Values may be arrays
 (``=`` with an array means IN). Unknown fields and prefixes are dropped silently, as Bitrix does.

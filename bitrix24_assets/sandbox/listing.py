@@ -1,4 +1,5 @@
-"""One paging routine for every list method (reference §2): 50 rows, ``start``, ``next``, ``total``.
+"""One paging routine for every list method (docs/bitrix24-rest-api.md §2): 50 rows, ``start``, ``next``,
+``total``.
 
 * ``start >= 0`` counts every match (the ``COUNT(*)`` the cost model prices by matching rows) and
   skips ``start`` rows (priced by offset);

@@ -1,4 +1,5 @@
-"""Outgoing events (reference §7.2-7.3): form-encoded PHP-nested POSTs, fire-and-forget, no retry.
+"""Outgoing events (docs/bitrix24-rest-api.md §7.2-7.3): form-encoded PHP-nested POSTs, fire-and-forget, no
+retry.
 
 The portal calls :meth:`EventSender.emit` after every write (API or admin). When a handler URL and
 application token are configured, one POST per change is scheduled on the event loop:

@@ -1,6 +1,7 @@
 """PHP request parsing and PHP-array helpers, as the Bitrix24 REST server sees its input.
 
-Bitrix24 is PHP, so request parameters follow PHP rules (reference §1.2, ``CRestUtil::getRequestData``):
+Bitrix24 is PHP, so request parameters follow PHP rules (docs/bitrix24-rest-api.md §1.2,
+``CRestUtil::getRequestData``):
 
 1. query string and form fields are PHP request arrays (``filter[>ID]=5&select[]=ID``);
 2. a POST without parsed form fields has its raw body read: JSON if the media type is exactly
@@ -118,7 +119,8 @@ def json_params(body: bytes) -> PhpArray:
 def request_params(
     query: str, content_type: str, body: bytes, form_pairs: list[tuple[str, Any]] | None, is_post: bool
 ) -> PhpArray:
-    """Merge query and body params exactly as ``CRestUtil::getRequestData`` (reference §1.2)."""
+    """Merge query and body params exactly as ``CRestUtil::getRequestData``
+    (docs/bitrix24-rest-api.md §1.2)."""
     params = parse_str(query)
     media_type = content_type.split(";", 1)[0].strip().lower()
     body_params: PhpArray = {}

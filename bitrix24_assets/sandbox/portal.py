@@ -1,6 +1,7 @@
 """One sandbox portal: state, clock, limits, costs, auth, and the call pipeline.
 
-The pipeline for one REST request (reference §9): leaky bucket -> auth -> method lookup -> scope
+The pipeline for one REST request (docs/bitrix24-rest-api.md §9): leaky bucket -> auth -> method lookup ->
+scope
 -> operating budget -> a worker slot -> handler -> modelled cost (``asyncio.sleep``) -> billing ->
 envelope. ``batch`` runs its sub-commands one after another inside the same worker slot.
 """

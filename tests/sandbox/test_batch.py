@@ -1,4 +1,4 @@
-"""``batch`` (reference §3): references, partial paths, halt, overflow, PHP array shapes."""
+"""``batch`` (docs/bitrix24-rest-api.md §3): references, partial paths, halt, overflow, PHP array shapes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Limits and costs (reference §4, §3.4): leaky bucket, operating budget, cost model, worker pool.
+"""Limits and costs (docs/bitrix24-rest-api.md §4, §3.4): leaky bucket, operating budget, cost model,
+worker pool.
 
 The modelled clock is frozen in these tests and moved with the admin API, so nothing sleeps.
 """

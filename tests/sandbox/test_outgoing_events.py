@@ -1,4 +1,4 @@
-"""Outgoing events (reference §7.2-7.3): form-encoded PHP-nested POSTs to a handler, no retry.
+"""Outgoing events (docs/bitrix24-rest-api.md §7.2-7.3): form-encoded PHP-nested POSTs to a handler, no retry.
 
 A tiny local HTTP server stands in for the handler; tests wait on its queue (not on time).
 """

@@ -1,4 +1,5 @@
-"""PHP request parsing (reference §1.2): parse_str bracket rules and json_encode array shapes."""
+"""PHP request parsing (docs/bitrix24-rest-api.md §1.2): parse_str bracket rules and json_encode array
+shapes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``tasks.task.*`` (reference §6.4-6.6): camelCase shapes, filters, order, keyset paging, writes."""
+"""``tasks.task.*`` (docs/bitrix24-rest-api.md §6.4-6.6): camelCase shapes, filters, order, keyset paging,
+writes."""
 
 from __future__ import annotations
 

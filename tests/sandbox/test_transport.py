@@ -1,4 +1,5 @@
-"""Transport conformance (reference §1, §5, §9 items 1-4): URL forms, encodings, envelope, errors."""
+"""Transport conformance (docs/bitrix24-rest-api.md §1, §5, §9 items 1-4): URL forms, encodings, envelope,
+errors."""
 
 from __future__ import annotations
 

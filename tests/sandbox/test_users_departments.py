@@ -1,4 +1,5 @@
-"""``user.get`` / ``user.current`` / ``department.get`` (reference §6.1-6.3, §2 pagination)."""
+"""``user.get`` / ``user.current`` / ``department.get`` (docs/bitrix24-rest-api.md §6.1-6.3, §2
+pagination)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``calendar.event.get/getbyid/add/update/delete`` and ``calendar.section.get`` (reference §6.7-6.9).
+"""``calendar.event.get/getbyid/add/update/delete`` and ``calendar.section.get`` (docs/bitrix24-rest-api.md
+§6.7-6.9).
 
 UPPER-case fields; dates in the portal's site (culture) format plus ``*_TS_UTC`` Unix strings;
 no pagination (the whole window comes back, priced per event). Errors use an **empty** error

@@ -1,4 +1,5 @@
-"""``department.get`` (reference §6.3): exact-match filter, tree order, page-rounded ``start``.
+"""``department.get`` (docs/bitrix24-rest-api.md §6.3): exact-match filter, tree order, page-rounded
+``start``.
 
 Only the keys ``ID, NAME, SORT, PARENT, UF_HEAD`` filter (top level or inside ``FILTER``), no
 operator prefixes: ``>ID`` is silently ignored, which is why keyset paging does not work here.

@@ -1,4 +1,4 @@
-"""``im.notify``, ``im.notify.system.add``, ``im.notify.personal.add`` (reference §6.10).
+"""``im.notify``, ``im.notify.system.add``, ``im.notify.personal.add`` (docs/bitrix24-rest-api.md §6.10).
 
 Classic handlers: parameter names are upper-cased. Result is the new notification id (int).
 Notifications are kept in the state so tests can see what was sent.

@@ -1,4 +1,5 @@
-"""``profile``, ``scope``, ``methods``, ``method.get``, ``server.time``, ``app.info`` (reference §6.11).
+"""``profile``, ``scope``, ``methods``, ``method.get``, ``server.time``, ``app.info``
+(docs/bitrix24-rest-api.md §6.11).
 
 ``batch`` is registered here too (scope ``basic``) but executed by :mod:`..batch`, because it
 needs the dispatcher.

@@ -1,4 +1,4 @@
-"""``tasks.task.list/get/add/update/delete`` (reference §6.4-6.6).
+"""``tasks.task.list/get/add/update/delete`` (docs/bitrix24-rest-api.md §6.4-6.6).
 
 Controller-style methods: lower-case parameter names, UPPER_SNAKE field names in ``select``,
 ``filter`` and ``fields``, camelCase keys in the result (``result.tasks`` / ``result.task``),

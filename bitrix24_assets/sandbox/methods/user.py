@@ -1,4 +1,4 @@
-"""``user.get``, ``user.current``, ``user.fields`` (reference §6.1-6.2).
+"""``user.get``, ``user.current``, ``user.fields`` (docs/bitrix24-rest-api.md §6.1-6.2).
 
 Classic handler: top-level keys are upper-cased; ``FILTER`` (if an array) replaces the top-level
 keys as the filter; ``SORT`` + ``ORDER`` apply only together; ORM-style ``start`` offset with
