@@ -187,6 +187,12 @@ def materialize(
             yield from _materialize(context, sync, entity, options, selected, raw_k, mapped_k, core_k)
         except SyncFailed as failed:
             raise as_failure(failed) from None
+        except dg.DagsterExecutionInterruptedError:
+            # a canceled run: without this the step's retry policy would turn the cancel into a retry
+            raise dg.Failure(
+                description=f"The run was canceled while syncing {entity.name}; the next run syncs again.",
+                allow_retries=False,
+            ) from None
 
 
 def _materialize(

@@ -157,14 +157,6 @@ class RawStore:
         body, _, ending = rest.partition(b"\n")
         return StoredRead(ReadHeader.load(header_line), ReadEnding.load(ending), orjson.loads(body or b"[]"))
 
-    def remove_spools(self, account_id: str) -> int:
-        """Delete half-written files of an account (a run that died while reading); how many."""
-        removed = 0
-        for path in self.base_dir.glob(f"*/{account_id}.spool"):
-            path.unlink(missing_ok=True)
-            removed += 1
-        return removed
-
     def sweep(self) -> int:
         """Delete files older than the retention period, half-written ones included; how many."""
         cutoff = time.time() - self.retention_hours * 3600
