@@ -8,8 +8,11 @@ milliseconds.
 
 Public surface:
 
-- ``to_employee``, ``to_task``, ``to_event``: one record -> one row or a ``Rejection``.
-- ``map_records``: a batch of records -> ``MappingResult`` (rows, rejections by reason, duplicates).
+- ``to_employee``, ``to_task``, ``to_event``: one record -> one row or a ``Rejection``, never an
+  exception, whatever JSON the record holds; unreadable optional fields are reported in the row's
+  ``metadata["field_issues"]``.
+- ``map_records``: a batch of records -> ``MappingResult`` (rows, rejections by reason, duplicates,
+  the IDs of rejected records, rejected records without an ID, field issues).
 - ``ENTITIES``: the ``EntitySpec`` registry (Bitrix method, select, cursor, mapper, Core merge).
 """
 

@@ -1,4 +1,4 @@
-"""``user.get`` payload variants (reference 6.1 / 1.4 / 8) mapped to EmployeeRow.
+"""``user.get`` payload variants mapped to EmployeeRow.
 
 Quirks pinned here: IDs are strings, ``ACTIVE`` is a JSON bool on current portals and "Y"/"N"
 on old ones, ``TIMESTAMP_X`` may be ``{}``, empty text is ``""``, ``UF_DEPARTMENT`` is absent or

@@ -1,4 +1,4 @@
-"""``calendar.event.get`` payload variants (reference 6.7 / 8) mapped to CalendarEventRow.
+"""``calendar.event.get`` payload variants mapped to CalendarEventRow.
 
 Quirks pinned here: ``DATE_FROM``/``DATE_TO`` use the portal's locale ("12/11/2024 05:59:00 pm"
 or "11.12.2024 17:59:00") as wall-clock time in ``TZ_FROM``; ``*_TS_UTC`` are the instants and

@@ -1,4 +1,4 @@
-"""``tasks.task.list`` payload variants (reference 6.4) mapped to TaskRow.
+"""``tasks.task.list`` payload variants mapped to TaskRow.
 
 Quirks pinned here: camelCase keys with string values, ``status`` is REAL_STATUS (1-7), dates
 carry the caller's offset or are ``null``, ``groupId`` "0" and ``group: []`` mean "no group".
@@ -107,7 +107,8 @@ def test_task_variant_maps_to_expected_row(record: dict[str, Any], expected: dic
         (task(status=""), "unknown status code"),
         # without changedDate the incremental cursor would silently stall
         (task(changedDate=None), "missing changedDate"),
-        (task(changedDate="yesterday"), "missing changedDate"),
+        # present but unreadable: said so, not hidden behind "missing"
+        (task(changedDate="yesterday"), "changedDate: unparseable date"),
         ([], "record is not an object"),
     ],
 )
