@@ -1,4 +1,4 @@
-"""Typed views of raw Bitrix24 records that accept every shape the reference documents.
+"""Typed views of raw Bitrix24 records that accept every shape Bitrix24's REST docs show.
 
 The portal is PHP and inconsistent: IDs are strings (``"ID": "1"``), numbers sometimes ints,
 ``ACTIVE`` is a JSON bool in ``user.get`` but ``"Y"``/``"N"`` or ``1`` elsewhere, empty maps arrive as
@@ -10,7 +10,7 @@ that; unknown fields are kept (``extra="allow"``) so nothing the portal sent is 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -18,23 +18,50 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 __all__ = ["CalendarEvent", "Department", "Task", "User", "parse_bool", "parse_datetime", "parse_id"]
 
 
+# IDs and Unix seconds longer than this are no Bitrix24 values; the bound also keeps int() below
+# Python's 4,300-digit limit (beyond it int() raises instead of parsing).
+_MAX_DIGITS = 18
+
+# The widest UTC offset in use is +14:00; Python accepts offsets up to 24 h.
+_MAX_OFFSET = timedelta(hours=14)
+
+
+def _digits(text: str) -> bool:
+    """ASCII decimal digits only: ``"²".isdigit()`` and ``"٣".isdigit()`` are true, too."""
+    return text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS
+
+
 def parse_id(value: Any) -> int | None:
-    """``"12"``/``12``/``"U12"`` -> 12; ``""``/``None``/``"0"``-less junk -> None."""
+    """``"12"``/``12``/``"U12"`` -> 12, ``"0"`` -> 0; blank, ``"²"``, ``"abc"``, objects -> None.
+
+    Only ASCII digits (an optional ``U``/``G`` prefix of attendee codes, an optional minus) are read.
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    text = str(value).strip().lstrip("UuGg")
-    return int(text) if text.lstrip("-").isdigit() else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lstrip("UuGg")
+    return int(text) if _digits(text.removeprefix("-")) else None
+
+
+_BOOLS = {
+    **dict.fromkeys(("y", "1", "true", "yes"), True),
+    **dict.fromkeys(("n", "0", "false", "no", ""), False),
+}
 
 
 def parse_bool(value: Any) -> bool | None:
-    """``True``/``"Y"``/``"1"``/``1``/``"true"`` -> True; ``"N"``/``"0"``/``""``/``False`` -> False."""
-    if value is None or value == {} or value == []:
-        return None
+    """``True``/``"Y"``/``"1"``/``1``/``"true"``/``"yes"`` -> True; ``"N"``/``"0"``/``0``/``""``/
+    ``False``/``"false"``/``"no"`` -> False; anything else (``"maybe"``, 2, objects) -> None, unknown."""
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in {"y", "1", "true", "yes"}
+    if isinstance(value, int):
+        return {0: False, 1: True}.get(value)
+    if not isinstance(value, str):
+        return None
+    return _BOOLS.get(value.strip().lower())
 
 
 _FORMATS = (
@@ -49,22 +76,45 @@ _FORMATS = (
 )
 
 
+def _from_unix(seconds: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):  # NaN, infinities, beyond year 9999
+        return None
+
+
 def parse_datetime(value: Any) -> datetime | None:
-    """ISO 8601, Unix seconds, or a locale format; ``""``/``{}``/``[]``/``None`` -> None.
+    """ISO 8601, Unix seconds, or a locale format; blank, unreadable or out of range -> None.
 
     Values without a zone are returned naive (their zone is the portal's or the event's ``TZ_FROM``).
+    An aware value is only returned when its offset is within ±14 h and it converts to UTC.
     """
-    if value is None or value in ("", {}, []) or isinstance(value, bool):
+    if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), UTC)
-    text = str(value).strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text), UTC)
+        return _from_unix(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _digits(text):
+        return _from_unix(int(text))
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        pass
+        parsed = None
+    if parsed is not None:
+        offset = parsed.utcoffset()
+        if offset is None:
+            return parsed
+        if not -_MAX_OFFSET <= offset <= _MAX_OFFSET:
+            return None
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            return None
+        return parsed
     for fmt in _FORMATS:
         try:
             return datetime.strptime(text.upper() if "%p" in fmt else text, fmt)
