@@ -83,7 +83,13 @@ def portal_ids(portal: SandboxHandle, entity: Entity, window: EventWindow | None
     if entity.core_entity == "tasks":
         return {str(t.id) for t in state.tasks.rows.values()}
     active = {u.id for u in state.users.rows.values() if u.active}
-    return {str(e.id) for e in state.events.rows.values() if e.cal_type != "user" or e.owner_id in active}
+    low = window.date_from.timestamp() if window else float("-inf")
+    high = window.date_to.timestamp() if window else float("inf")
+    return {
+        str(e.id)
+        for e in state.events.rows.values()
+        if (e.cal_type != "user" or e.owner_id in active) and e.date_from <= high and e.date_to >= low
+    }
 
 
 def sync_logs(dsn: str, account: str) -> list[tuple[str, str, str | None]]:
