@@ -137,8 +137,9 @@ def test_iso_datetime_is_aware_utc_or_none(value: Any) -> None:
     moment=st.datetimes(
         min_value=datetime(1, 1, 2),
         max_value=datetime(9999, 12, 30),
-        timezones=st.builds(
-            timezone, st.timedeltas(min_value=timedelta(hours=-14), max_value=timedelta(hours=14))
+        # whole minutes: ISO 8601 offsets (Python 3.11 drops an offset's microseconds when parsing)
+        timezones=st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+            lambda m: timezone(timedelta(minutes=m))
         ),
     )
 )
