@@ -112,13 +112,27 @@ def compare(
     return lost, changed
 
 
-def full_sync(store: PostgresStore, account: str, raw: Path, run: str) -> tuple[bool, str, int]:
+@dataclass(frozen=True)
+class Pace:
+    """How long the client waits: per request (wall seconds), and how fast its backoff clock runs
+    (1: real waits, as against a real portal; a test shortens them)."""
+
+    timeout: float = CLIENT_TIMEOUT
+    time_scale: float = 1.0
+    slow_seconds: float = SLOW_SECONDS
+
+
+def full_sync(
+    store: PostgresStore, account: str, raw: Path, run: str, pace: Pace = Pace()
+) -> tuple[bool, str, int]:
     """Employees, tasks, events in full, each with the jobs' step retries; (synced, sentence, retries)."""
     clients: dict[str, Bitrix24Client] = {}
 
     def client_for(acc: IntegrationAccount) -> Bitrix24Client:
         if acc.id not in clients:
-            clients[acc.id] = Bitrix24Client(webhook_url=acc.webhook_url, timeout=CLIENT_TIMEOUT)
+            clients[acc.id] = Bitrix24Client(
+                webhook_url=acc.webhook_url, timeout=pace.timeout, time_scale=pace.time_scale
+            )
         return clients[acc.id]
 
     retries = 0
@@ -162,7 +176,12 @@ def copy_database(server: EmbeddedPostgres, source: str, name: str) -> str:
 
 
 def scenarios(
-    portal: SandboxHandle, server: EmbeddedPostgres, root: Path, kinds: Sequence[str], rates: Sequence[float]
+    portal: SandboxHandle,
+    server: EmbeddedPostgres,
+    root: Path,
+    kinds: Sequence[str],
+    rates: Sequence[float],
+    pace: Pace = Pace(),
 ) -> Iterator[Outcome]:
     """The baseline sync, then one faulted full sync per (kind, rate) on a copy of it."""
     baseline_dsn = server.dsn("baseline")
@@ -170,7 +189,7 @@ def scenarios(
         account = store.add_account(
             store.create_company("Chaos Ltd"), "Chaos portal", {"webhook_url": portal.webhook_url}
         ).id
-        synced, message, _ = full_sync(store, account, root / "raw", "baseline")
+        synced, message, _ = full_sync(store, account, root / "raw", "baseline", pace)
         if not synced:
             raise SystemExit(f"the baseline sync failed: {message}")
     baseline = snapshot(baseline_dsn, account)
@@ -178,10 +197,10 @@ def scenarios(
         admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = 'baseline'")
     for n, (kind, rate) in enumerate(itertools.product(kinds, rates)):
         dsn = copy_database(server, "baseline", f"chaos_{n}")
-        portal.admin.set_faults(rate=rate, kinds=[kind], seed=n, slow_seconds=SLOW_SECONDS)
+        portal.admin.set_faults(rate=rate, kinds=[kind], seed=n, slow_seconds=pace.slow_seconds)
         began = time.perf_counter()
         with PostgresStore(dsn) as store:
-            synced, message, retries = full_sync(store, account, root / "raw", f"chaos-{n}")
+            synced, message, retries = full_sync(store, account, root / "raw", f"chaos-{n}", pace)
         seconds = time.perf_counter() - began
         portal.admin.clear_faults()
         lost, changed = compare(baseline, snapshot(dsn, account))

@@ -10,7 +10,6 @@ See README.md in this folder.
 from . import errors
 from .batch import BatchResult
 from .client import PLANS, Bitrix24Client, EventsRead
-from .cursors import TaskCursor
 from .errors import Bitrix24Error
 from .models import CalendarEvent, Department, Task, User
 from .oauth import OAuthCredentials
@@ -30,7 +29,6 @@ __all__ = [
     "OAuthCredentials",
     "Progress",
     "Task",
-    "TaskCursor",
     "User",
     "errors",
     "redact",

@@ -412,10 +412,10 @@ class Bitrix24Client:
         """Tasks as ``tasks.task.list`` returns them (camelCase keys).
 
         ``changed_since`` reads incrementally: ``>=CHANGED_DATE`` at ``changed_since - overlap``
-        (the portal compares whole seconds, and clocks drift). Store the next cursor with
-        :class:`~.cursors.TaskCursor`, never "now". Without it the read is a full enumeration and
-        ends with the counted cross-check (``verified``); an incremental read removes nothing, so
-        it skips that request.
+        (the portal compares whole seconds, and clocks drift). The next cursor is the largest
+        ``changedDate`` read, never "now" (``bitrix24_assets.sync.cursors``). Without it the read is a
+        full enumeration and ends with the counted cross-check (``verified``); an incremental read
+        removes nothing, so it skips that request.
         """
         flt = dict(filter or {})
         if changed_since is not None:

@@ -141,8 +141,11 @@ def export(
         raise typer.Exit(2) from None
     except OSError as exc:
         where = redact(exc.filename) if isinstance(exc.filename, str) else str(out)
-        typer.echo(f"Error: cannot write {where} ({exc.strerror or type(exc).__name__}); choose a "
-                   "directory you can write to with --out.", err=True)
+        typer.echo(
+            f"Error: cannot write {where} ({exc.strerror or type(exc).__name__}); choose a "
+            "directory you can write to with --out.",
+            err=True,
+        )
         raise typer.Exit(2) from None
     elapsed = time.monotonic() - started
     summary = ", ".join(f"{n} {c}" for n, c in counts.items())

@@ -425,7 +425,9 @@ class EntitySync:
                 account_id=account.id,
                 rows=result.rows,
                 full=full,
-                keep_ids=sorted(result.rejected_ids - seen),
+                # read but rejected as malformed: seen, kept as they are (people who are not
+                # employees are no reason to keep an employee row active)
+                keep_ids=sorted(result.rejected_ids - seen - mapping.non_employees),
                 guard=options.guard,
                 window=_window(header.window),
                 owners=[(t, o) for t, o in ending.owners] if ending.owners is not None else None,

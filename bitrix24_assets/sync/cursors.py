@@ -1,4 +1,4 @@
-"""Incremental cursors stated as data (style.md "What we take", item 7).
+"""The incremental cursor: stated as data per entity, advanced by one rule (the only cursor module).
 
 The stored cursor is the largest source timestamp seen, never ``now()``: a clock skew between us
 and the portal can then only cause re-reads, not misses. The next read starts ``overlap`` before
@@ -11,18 +11,17 @@ A record dated after the moment the read started (a portal clock running ahead, 
 edited with a future date) must not carry the cursor past that moment: every change saved
 between the read and that future date would then be skipped. So the cursor is capped at the
 portal's own time when the read began (``server.time``), which costs one re-read at worst.
-The rule is the client's :func:`~bitrix24_assets.bitrix24.cursors.advance_cursor`; this module
-applies it to mapped rows.
+A stored value before 2000 (a record dated in year 1 that became the cursor, a hand-edited row)
+is no cursor at all: the next read is a full one rather than a date the client cannot subtract
+its overlap from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from bitrix24_assets.bitrix24.cursors import advance_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +73,28 @@ def read_since(spec: CursorSpec, cursor: Mapping[str, Any] | None) -> datetime |
     return None if stored is None else stored - spec.overlap
 
 
+def advance_cursor(
+    previous: datetime | None, seen: datetime | None, read_started_at: datetime | None
+) -> datetime | None:
+    """The cursor to store after a read: ``max(previous, seen)``, never past ``read_started_at``.
+
+    Args:
+        previous: the cursor the read started from (None before the first sync).
+        seen: the largest source change time read (None when nothing was read).
+        read_started_at: the portal's clock when the read began; None means no cap.
+
+    Returns:
+        The new cursor, or None when there was none and nothing was read.
+    """
+    latest = max((v for v in (previous, seen) if v is not None), default=None)
+    if latest is not None and read_started_at is not None and latest > read_started_at:
+        latest = read_started_at.astimezone(latest.tzinfo)
+    return latest
+
+
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _stored(spec: CursorSpec, cursor: Mapping[str, Any] | None) -> datetime | None:
     if not cursor or not isinstance(cursor.get(spec.cursor_key), str):
         return None
@@ -81,4 +102,6 @@ def _stored(spec: CursorSpec, cursor: Mapping[str, Any] | None) -> datetime | No
         value = datetime.fromisoformat(cursor[spec.cursor_key])
     except ValueError:
         return None
-    return value if value.tzinfo is not None else None
+    if value.tzinfo is None or value < _EARLIEST:
+        return None
+    return value

@@ -40,8 +40,14 @@ class AccountAuthCache:
         clock: monotonic seconds, injectable for tests.
     """
 
-    def __init__(self, load: Callable[[str], AccountAuth | None], *, ttl: float = 30.0,
-                 max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], AccountAuth | None],
+        *,
+        ttl: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
         self._ttl = ttl
         self._max = max_entries

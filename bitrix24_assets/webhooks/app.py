@@ -65,8 +65,12 @@ class Refusal(Exception):
         self.message = message
 
 
-def create_app(store: CoreStore | None = None, *, settings: ReceiverSettings | None = None,
-               store_factory: Callable[[], CoreStore] = open_store) -> FastAPI:
+def create_app(
+    store: CoreStore | None = None,
+    *,
+    settings: ReceiverSettings | None = None,
+    store_factory: Callable[[], CoreStore] = open_store,
+) -> FastAPI:
     """Build the receiver.
 
     Args:
@@ -83,16 +87,22 @@ def create_app(store: CoreStore | None = None, *, settings: ReceiverSettings | N
         owned = store is None
         core = store if store is not None else await run_in_threadpool(store_factory)
         app.state.store = core
-        app.state.accounts = AccountAuthCache(lambda account_id: _load_account(core, account_id),
-                                              ttl=config.token_cache_seconds)
+        app.state.accounts = AccountAuthCache(
+            lambda account_id: _load_account(core, account_id), ttl=config.token_cache_seconds
+        )
         try:
             yield
         finally:
             if owned:
                 await run_in_threadpool(core.close)
 
-    app = FastAPI(title="Bitrix24 outgoing-event receiver", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Bitrix24 outgoing-event receiver",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> JSONResponse:
@@ -116,8 +126,14 @@ def create_app(store: CoreStore | None = None, *, settings: ReceiverSettings | N
         await _check_sender(form, account, request, config)
         event = _parse_event(form, account_id)
         stored = await _store(request.app.state.store, account_id, event)
-        logger.info("%s %s %s for account %s %s.", event.event.value, event.entity.value, event.object_id,
-                    account_id, "stored" if stored else "was a duplicate delivery, ignored")
+        logger.info(
+            "%s %s %s for account %s %s.",
+            event.event.value,
+            event.entity.value,
+            event.object_id,
+            account_id,
+            "stored" if stored else "was a duplicate delivery, ignored",
+        )
         return JSONResponse({"ok": True, "stored": stored})
 
     return app
@@ -135,8 +151,9 @@ async def _authorised_account(request: Request, account_id: str, config: Receive
     try:
         account = await run_in_threadpool(cache.get, canonical)
     except Exception as exc:
-        logger.error("Could not look up account %s: Core is not reachable (%s).", canonical,
-                     type(exc).__name__)
+        logger.error(
+            "Could not look up account %s: Core is not reachable (%s).", canonical, type(exc).__name__
+        )
         raise Refusal(503, "Core is not reachable; the event was not stored.") from None
     if account is None:
         raise Refusal(404, f"No integration account {canonical}; check the handler URL in the portal.")
@@ -169,39 +186,59 @@ def _parse_form(body: bytes, account_id: str) -> dict[str, Any]:
 
 
 def _unreadable(account_id: str, exc: Exception) -> Refusal:
-    logger.error("Refused an event for account %s: the parser failed with %s (a bug; the body is not "
-                 "logged).", account_id, type(exc).__name__)
+    logger.error(
+        "Refused an event for account %s: the parser failed with %s (a bug; the body is not logged).",
+        account_id,
+        type(exc).__name__,
+    )
     return Refusal(400, f"The event for account {account_id} could not be read; it was not stored.")
 
 
-async def _check_sender(form: dict[str, Any], account: AccountAuth, request: Request,
-                        config: ReceiverSettings) -> None:
+async def _check_sender(
+    form: dict[str, Any], account: AccountAuth, request: Request, config: ReceiverSettings
+) -> None:
     auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
     received = auth.get("application_token") if isinstance(auth.get("application_token"), str) else None
     if account.application_token is None:
-        logger.warning("Refused an event for account %s (%s): no application token is stored; put the "
-                       "outgoing webhook's token into credentials.application_token.",
-                       account.account_id, account.name)
-        raise Refusal(401, f"Account {account.account_id} accepts no events until its application token "
-                           "is stored in credentials.application_token.")
+        logger.warning(
+            "Refused an event for account %s (%s): no application token is stored; put the "
+            "outgoing webhook's token into credentials.application_token.",
+            account.account_id,
+            account.name,
+        )
+        raise Refusal(
+            401,
+            f"Account {account.account_id} accepts no events until its application token "
+            "is stored in credentials.application_token.",
+        )
     if not verify_application_token(account.application_token, received):
         cache: AccountAuthCache = request.app.state.accounts
         refreshed = await run_in_threadpool(_maybe_refreshed, cache, account, config.token_recheck_seconds)
         if refreshed is None or not verify_application_token(refreshed.application_token, received):
-            logger.warning("Refused an event for account %s: the application token is %s.",
-                           account.account_id, "missing" if not received else "wrong")
-            raise Refusal(401, f"The application token for account {account.account_id} is "
-                               f"{'missing' if not received else 'wrong'}; copy it from the portal's "
-                               "outgoing webhook settings.")
+            logger.warning(
+                "Refused an event for account %s: the application token is %s.",
+                account.account_id,
+                "missing" if not received else "wrong",
+            )
+            raise Refusal(
+                401,
+                f"The application token for account {account.account_id} is "
+                f"{'missing' if not received else 'wrong'}; copy it from the portal's "
+                "outgoing webhook settings.",
+            )
     for field, expected in (("domain", account.domain), ("member_id", account.member_id)):
         if expected and auth.get(field) != expected:
-            logger.warning("Refused an event for account %s: auth[%s] does not match the account settings.",
-                           account.account_id, field)
+            logger.warning(
+                "Refused an event for account %s: auth[%s] does not match the account settings.",
+                account.account_id,
+                field,
+            )
             raise Refusal(401, f"The event's auth[{field}] does not match account {account.account_id}.")
 
 
-def _maybe_refreshed(cache: AccountAuthCache, account: AccountAuth,
-                     recheck_after: float) -> AccountAuth | None:
+def _maybe_refreshed(
+    cache: AccountAuthCache, account: AccountAuth, recheck_after: float
+) -> AccountAuth | None:
     """After a mismatch, reload once if the cached token is a few seconds old (it may have been rotated)."""
     age = cache.age(account.account_id)
     if age is not None and age < recheck_after:
@@ -225,18 +262,24 @@ def _parse_event(form: dict[str, Any], account_id: str) -> OutgoingEvent:
 async def _store(store: CoreStore, account_id: str, event: OutgoingEvent) -> bool:
     """One insert: the event is stored whole or not at all."""
     try:
-        return await run_in_threadpool(store.put_event, account_id, event.event.value, event.inbox_payload(),
-                                       event.dedupe_key)
+        return await run_in_threadpool(
+            store.put_event, account_id, event.event.value, event.inbox_payload(), event.dedupe_key
+        )
     except CoreDataError as exc:  # the parser should have refused it; say so instead of "unreachable"
         logger.error("Core refused %s for account %s: %s", event.event.value, account_id, exc)
-        raise Refusal(400, f"Core refused the data of this {event.event.value} event; it was not stored.") \
-            from None
+        raise Refusal(
+            400, f"Core refused the data of this {event.event.value} event; it was not stored."
+        ) from None
     except CoreError as exc:  # unreachable, or misconfigured (grants, migrations): its sentence says which
         logger.error("Could not store %s for account %s: %s", event.event.value, account_id, exc)
         raise Refusal(503, "Core is not reachable; the event was not stored.") from None
     except Exception as exc:
-        logger.error("Could not store %s for account %s: Core is not reachable (%s).", event.event.value,
-                     account_id, type(exc).__name__)
+        logger.error(
+            "Could not store %s for account %s: Core is not reachable (%s).",
+            event.event.value,
+            account_id,
+            type(exc).__name__,
+        )
         raise Refusal(503, "Core is not reachable; the event was not stored.") from None
 
 
