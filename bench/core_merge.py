@@ -46,8 +46,15 @@ CHUNK = 5_000
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 # server settings printed with the figures (the ones that decide write speed)
 SHOWN_SETTINGS = (
-    "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "temp_buffers",
-    "wal_buffers", "max_wal_size", "wal_compression",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_level",
+    "shared_buffers",
+    "temp_buffers",
+    "wal_buffers",
+    "max_wal_size",
+    "wal_compression",
 )
 
 
@@ -128,11 +135,15 @@ def rpc_merge(
 
 Merge = Callable[[str, str, list[Any]], MergeCounts]  # (entity, account, rows) -> counts
 PATHS: dict[str, Callable[[PostgresStore, str], Merge]] = {  # (store, dsn) -> that path's merge
-    "postgres": lambda store, dsn: lambda kind, account, rows: (
-        store.merge_employees if kind == "employees" else store.merge_tasks
-    )(account, rows, full=True),
-    "supabase-sql": lambda store, dsn: lambda kind, account, rows: rpc_merge(
-        dsn, "merge_employees" if kind == "employees" else "merge_tasks", account, rows
+    "postgres": lambda store, dsn: (
+        lambda kind, account, rows: (store.merge_employees if kind == "employees" else store.merge_tasks)(
+            account, rows, full=True
+        )
+    ),
+    "supabase-sql": lambda store, dsn: (
+        lambda kind, account, rows: rpc_merge(
+            dsn, "merge_employees" if kind == "employees" else "merge_tasks", account, rows
+        )
     ),
 }
 

@@ -128,14 +128,17 @@ async def raw_burst(url: str, bodies: list[str], concurrency: int) -> tuple[list
         try:
             for body in share:
                 data = body.encode()
-                head = (f"POST {parts.raw_path.decode()} HTTP/1.1\r\nHost: {parts.host}\r\n"
-                        f"Content-Type: {FORM['Content-Type']}\r\nContent-Length: {len(data)}\r\n\r\n")
+                head = (
+                    f"POST {parts.raw_path.decode()} HTTP/1.1\r\nHost: {parts.host}\r\n"
+                    f"Content-Type: {FORM['Content-Type']}\r\nContent-Length: {len(data)}\r\n\r\n"
+                )
                 started = time.perf_counter()
                 writer.write(head.encode() + data)
                 await writer.drain()
                 response_head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                length = next(int(h.split(":", 1)[1]) for h in response_head
-                              if h.lower().startswith("content-length"))
+                length = next(
+                    int(h.split(":", 1)[1]) for h in response_head if h.lower().startswith("content-length")
+                )
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
                 statuses.append(int(response_head[0].split()[1]))
@@ -157,8 +160,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     args = parser.parse_args()
     many = args.concurrency
-    passes = [("httpx sequential", burst, 1), (f"httpx x{many}", burst, many),
-              (f"raw x{many}", raw_burst, many)]
+    passes = [
+        ("httpx sequential", burst, 1),
+        (f"httpx x{many}", burst, many),
+        (f"raw x{many}", raw_burst, many),
+    ]
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
@@ -175,9 +181,18 @@ def main() -> None:
                     noise = [event_body(1, ts=ts)] * 10 + [event_body(i, ts=ts, token="x") for i in range(10)]
                     bodies = valid + (noise if concurrency > 1 else [])
                     latencies, statuses, elapsed = asyncio.run(send(url, bodies, concurrency))
-                    rows.append((label, len(bodies), percentile(latencies, 50), percentile(latencies, 99),
-                                 max(latencies), len(bodies) / elapsed, statuses.count(200),
-                                 statuses.count(401)))
+                    rows.append(
+                        (
+                            label,
+                            len(bodies),
+                            percentile(latencies, 50),
+                            percentile(latencies, 99),
+                            max(latencies),
+                            len(bodies) / elapsed,
+                            statuses.count(200),
+                            statuses.count(401),
+                        )
+                    )
             stored = len(store.pending_events(limit=10 * args.events))
 
     print(f"Receiver burst: {args.events} valid ONTASKUPDATE events per pass; loopback; embedded Postgres")
@@ -189,8 +204,10 @@ def main() -> None:
     expected = len(rows) * args.events  # each pass has its own ts, hence its own dedupe keys
     verdict = "OK" if stored == expected else "MISMATCH"
     print(f"stored: {stored} of {expected} valid events, no duplicate, no wrong token: {verdict}")
-    print(f"throughput vs httpx sequential: {rows[1][0]} {rows[1][5] / rows[0][5]:.1f}x, "
-          f"{rows[2][0]} {rows[2][5] / rows[0][5]:.1f}x")
+    print(
+        f"throughput vs httpx sequential: {rows[1][0]} {rows[1][5] / rows[0][5]:.1f}x, "
+        f"{rows[2][0]} {rows[2][5] / rows[0][5]:.1f}x"
+    )
 
 
 if __name__ == "__main__":

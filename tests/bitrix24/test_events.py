@@ -45,10 +45,15 @@ def body(event: str, data: dict[str, str], **extra: str) -> bytes:
 
 def test_docs_example_of_a_task_update_parses() -> None:
     # the decoded example body of docs/bitrix24-rest-api.md §7.2, verbatim
-    raw = body("ONTASKUPDATE", {
-        "data[FIELDS_BEFORE][ID]": "123", "data[FIELDS_AFTER][ID]": "123",
-        "data[IS_ACCESSIBLE_BEFORE]": "undefined", "data[IS_ACCESSIBLE_AFTER]": "undefined",
-    })
+    raw = body(
+        "ONTASKUPDATE",
+        {
+            "data[FIELDS_BEFORE][ID]": "123",
+            "data[FIELDS_AFTER][ID]": "123",
+            "data[IS_ACCESSIBLE_BEFORE]": "undefined",
+            "data[IS_ACCESSIBLE_AFTER]": "undefined",
+        },
+    )
     event = parse_event(parse_form(raw))
     assert event.event is EventName.ONTASKUPDATE
     assert event.entity is Entity.TASKS
@@ -63,8 +68,16 @@ def test_docs_example_of_a_task_update_parses() -> None:
     ("name", "data", "expected_id"),
     [
         # ONTASKADD: FIELDS_BEFORE is the string 'undefined', the id is in FIELDS_AFTER
-        ("ONTASKADD", {"data[FIELDS_BEFORE]": "undefined", "data[FIELDS_AFTER][ID]": "7",
-                       "data[IS_ACCESSIBLE_BEFORE]": "N", "data[IS_ACCESSIBLE_AFTER]": "undefined"}, "7"),
+        (
+            "ONTASKADD",
+            {
+                "data[FIELDS_BEFORE]": "undefined",
+                "data[FIELDS_AFTER][ID]": "7",
+                "data[IS_ACCESSIBLE_BEFORE]": "N",
+                "data[IS_ACCESSIBLE_AFTER]": "undefined",
+            },
+            "7",
+        ),
         # ONTASKDELETE: FIELDS_AFTER is 'undefined', fall back to FIELDS_BEFORE
         ("ONTASKDELETE", {"data[FIELDS_BEFORE][ID]": "8", "data[FIELDS_AFTER]": "undefined"}, "8"),
         # the docs' table variant: FIELDS_AFTER[ID] present on a delete
@@ -78,8 +91,9 @@ def test_docs_example_of_a_task_update_parses() -> None:
         ("OnTaskUpdate", {"data[FIELDS_AFTER][ID]": "10"}, "10"),
     ],
 )
-def test_object_id_is_found_in_every_documented_shape(name: str, data: dict[str, str],
-                                                      expected_id: str) -> None:
+def test_object_id_is_found_in_every_documented_shape(
+    name: str, data: dict[str, str], expected_id: str
+) -> None:
     assert parse_event(parse_form(body(name, data))).object_id == expected_id
 
 
@@ -106,8 +120,16 @@ def test_onuseradd_without_active_is_unknown_not_inactive() -> None:
         (b"", "no 'event' field"),
         (b"hello", "no 'event' field"),
         (urlencode({"event": "ONCRMDEALADD", "data[FIELDS][ID]": "1"}).encode(), "not handled here"),
-        (urlencode({"event": "ONTASKUPDATE", "data[FIELDS_BEFORE]": "undefined",
-                    "data[FIELDS_AFTER]": "undefined"}).encode(), "no numeric"),
+        (
+            urlencode(
+                {
+                    "event": "ONTASKUPDATE",
+                    "data[FIELDS_BEFORE]": "undefined",
+                    "data[FIELDS_AFTER]": "undefined",
+                }
+            ).encode(),
+            "no numeric",
+        ),
         (urlencode({"event": "ONCALENDARENTRYADD", "data[id]": "12; drop"}).encode(), "no numeric"),
         (urlencode({"event": "ONUSERADD"}).encode(), r"no numeric data\[ID\]"),
         (b"event=ONTASKADD&data[FIELDS_AFTER][ID]=%FF", "not UTF-8"),
@@ -160,8 +182,9 @@ def test_dedupe_key_is_stable_per_delivery_and_differs_per_change() -> None:
         (TOKEN, "жжж", False),  # non-ASCII must not raise (compare_digest on str would)
     ],
 )
-def test_verify_application_token(expected: str | SecretStr | None, received: str | SecretStr | None,
-                                  ok: bool) -> None:
+def test_verify_application_token(
+    expected: str | SecretStr | None, received: str | SecretStr | None, ok: bool
+) -> None:
     assert verify_application_token(expected, received) is ok
 
 
@@ -190,8 +213,13 @@ def test_deletions_are_flagged() -> None:
     ],
 )
 def test_malformed_fields_are_one_sentence(key: str, value: str, message: str) -> None:
-    fields = {"event": "ONTASKUPDATE", "event_handler_id": "975", "data[FIELDS_AFTER][ID]": "1",
-              "ts": "1766047124", **AUTH}
+    fields = {
+        "event": "ONTASKUPDATE",
+        "event_handler_id": "975",
+        "data[FIELDS_AFTER][ID]": "1",
+        "ts": "1766047124",
+        **AUTH,
+    }
     fields.pop(key.removesuffix("[]").removesuffix("[x]"))
     fields[key] = value
     with pytest.raises(EventPayloadError, match=message) as info:
@@ -208,8 +236,9 @@ def test_onuseradd_active_that_is_no_boolean_is_refused() -> None:
 
 
 def test_absent_or_undefined_optional_fields_are_none() -> None:
-    raw = urlencode({"event": "ONTASKUPDATE", "data[FIELDS_AFTER][ID]": "5", "ts": "undefined",
-                     "event_handler_id": ""})
+    raw = urlencode(
+        {"event": "ONTASKUPDATE", "data[FIELDS_AFTER][ID]": "5", "ts": "undefined", "event_handler_id": ""}
+    )
     event = parse_event(parse_form(raw))
     assert (event.ts, event.handler_id, event.domain, event.application_token) == (None, None, None, None)
 
@@ -245,9 +274,25 @@ def test_event_names_are_ascii() -> None:
 # ---- properties -------------------------------------------------------------------------------------
 
 _KNOWN_KEYS = [
-    "event", "event_handler_id", "ts", "data[ID]", "data[id]", "data[ACTIVE]", "data[FIELDS_AFTER][ID]",
-    "data[FIELDS_BEFORE][ID]", "data[FIELDS_BEFORE]", "data[FIELDS_AFTER]", "data", "auth", "auth[domain]",
-    "auth[member_id]", "auth[application_token]", "data[UF_DEPARTMENT][]", "data[]", "ts[]", "event[]",
+    "event",
+    "event_handler_id",
+    "ts",
+    "data[ID]",
+    "data[id]",
+    "data[ACTIVE]",
+    "data[FIELDS_AFTER][ID]",
+    "data[FIELDS_BEFORE][ID]",
+    "data[FIELDS_BEFORE]",
+    "data[FIELDS_AFTER]",
+    "data",
+    "auth",
+    "auth[domain]",
+    "auth[member_id]",
+    "auth[application_token]",
+    "data[UF_DEPARTMENT][]",
+    "data[]",
+    "ts[]",
+    "event[]",
 ]
 _EVENT_NAMES = [e.value for e in EventName] + ["OnTaskAdd", "ONCRMDEALADD", ""]
 _ODD_DIGITS = "0123456789²³¹٠١٢٣٤٥٦٧٨٩०१२३४५६७८९０１２３４５６７８９"
@@ -257,8 +302,10 @@ keys = st.one_of(
     st.builds(
         lambda name, segments: name + "".join(f"[{s}]" for s in segments),
         st.sampled_from(["data", "auth", "ts", "x", ""]),
-        st.lists(st.one_of(st.sampled_from(["", "ID", "id", "FIELDS_AFTER", "0"]), st.text(max_size=5)),
-                 max_size=20),
+        st.lists(
+            st.one_of(st.sampled_from(["", "ID", "id", "FIELDS_AFTER", "0"]), st.text(max_size=5)),
+            max_size=20,
+        ),
     ),
     st.text(max_size=12),  # unbalanced brackets and anything else
 )
@@ -275,8 +322,16 @@ values = st.one_of(
 def forms(draw: st.DrawFn) -> str:
     """A form body: a plausible event whose fields are each kept, dropped or replaced by anything,
     plus arbitrary fields (nested, unbalanced, repeated)."""
-    base = {"event": draw(st.sampled_from(_EVENT_NAMES)), "event_handler_id": "975", "ts": "1766047124",
-            "data[FIELDS_AFTER][ID]": "5", "data[id]": "6", "data[ID]": "7", "data[ACTIVE]": "Y", **AUTH}
+    base = {
+        "event": draw(st.sampled_from(_EVENT_NAMES)),
+        "event_handler_id": "975",
+        "ts": "1766047124",
+        "data[FIELDS_AFTER][ID]": "5",
+        "data[id]": "6",
+        "data[ID]": "7",
+        "data[ACTIVE]": "Y",
+        **AUTH,
+    }
     pairs: list[tuple[str, str]] = []
     for key, plausible in base.items():
         choice = draw(st.sampled_from(["keep", "keep", "drop", "replace"]))

@@ -56,8 +56,6 @@ def test_no_seeded_change_is_dated_after_the_portal_clock():
     # which hid later edits from incremental (>=CHANGED_DATE) reads
     clock_now = anchor_timestamp(date(2025, 6, 2), 3) - 6 * 3600  # 03:00 local on the anchor day
     state = PortalState()
-    seed_portal(
-        state, users=50, tasks=2000, events=200, seed=3, anchor=date(2025, 6, 2), not_after=clock_now
-    )
+    seed_portal(state, users=50, tasks=2000, events=200, seed=3, anchor=date(2025, 6, 2), not_after=clock_now)
     assert max(t.changed_date for t in state.tasks.rows.values()) <= clock_now
     assert max(t.created_date for t in state.tasks.rows.values()) <= clock_now
