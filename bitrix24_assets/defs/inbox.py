@@ -45,6 +45,7 @@ from bitrix24_assets.core import CoreStore, InboxEvent
 from bitrix24_assets.defs.jobs import ENTITY_JOBS
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
+from bitrix24_assets.defs.tags import tags_by_account
 from bitrix24_assets.pipeline import ENTITIES
 
 __all__ = ["InboxPlan", "PlannedRun", "bitrix24_events_inbox_sensor", "build_inbox_sensor", "plan_inbox"]
@@ -70,12 +71,17 @@ class PlannedRun:
     def run_key(self) -> str:
         return f"inbox:{self.job_name}:{self.account_id}:{max(self.event_ids)}"
 
-    def run_request(self) -> dg.RunRequest:
+    def run_request(self, account_tags: dict[str, str] | None = None) -> dg.RunRequest:
+        """The run; ``account_tags`` name the portal (``bitrix24/account``, ``bitrix24/company``)."""
         return dg.RunRequest(
             job_name=self.job_name,
             partition_key=self.account_id,
             run_key=self.run_key,
-            tags={TRIGGER_TAG: "webhook_events", "bitrix24/event_count": str(len(self.event_ids))},
+            tags={
+                TRIGGER_TAG: "webhook_events",
+                "bitrix24/event_count": str(len(self.event_ids)),
+                **(account_tags or {}),
+            },
         )
 
 
@@ -211,7 +217,8 @@ def _evaluate(
     context.log.info(summary)
     if not requested:
         return dg.SensorResult(skip_reason=summary)
-    return dg.SensorResult(run_requests=[run.run_request() for run in requested])
+    names = tags_by_account(store)
+    return dg.SensorResult(run_requests=[run.run_request(names.get(run.account_id)) for run in requested])
 
 
 bitrix24_events_inbox_sensor = build_inbox_sensor()

@@ -58,6 +58,9 @@ def test_burst_of_1000_task_updates_becomes_one_run_request(
     assert request.partition_key == accounts.a
     assert request.run_key and request.run_key.startswith(f"inbox:bitrix24_tasks_job:{accounts.a}:")
     assert request.tags["bitrix24/event_count"] == "1000"
+    # the run names its portal: partitions are bare UUIDs
+    assert request.tags["bitrix24/account"] == "portal A"
+    assert request.tags["bitrix24/company"] == "Webhooks test company"
     assert not request.run_config  # an ordinary incremental run: `full` keeps its default (False)
     assert core_store.pending_events(limit=5000) == []
     # the next tick finds nothing to do
