@@ -334,7 +334,7 @@ def print_table(runs: dict[str, dict[str, Any]]) -> None:
             f"{label:<38}{f['n']:>3}{f['wall']:>8.2f}{spread:>15}{f['client']:>9.2f}{f['merge']:>8.2f}"
             f"{f['overhead']:>11.2f}{100 * f['overhead'] / f['wall']:>10.1f}%{f['rss_mb']:>12.0f}"
         )
-    print("\nwhere the wall time went (s): overhead = io manager + checks + sync log + dagster")
+    print("\nwhere the wall time went (s): overhead = checks + sync log + dagster")
     print(f"{'run':<38}" + "".join(f"{p:>10}" for p in PARTS) + f"{'events':>8}")
     for label, f in runs.items():
         print(f"{label:<38}" + "".join(f"{f[p]:>10.2f}" for p in PARTS) + f"{f['events']:>8}")

@@ -1,17 +1,14 @@
 """Pause Python's cyclic garbage collector around loops over a whole sync's records.
 
 Shared by the layers that loop over 100k records while all of them are alive: mapping
-(``sync``), the Core merges (``core``) and the Dagster step that reads, maps and merges one
-entity (``defs.assets``: off from the read to the merge, and the step drops its records before
-the collector comes back, see ``RawBatch.release``). Imports nothing of the project, so any layer
-may use it.
+(``sync``), the Core merges (``core``) and the entity sync that reads, maps and merges one entity
+(``pipeline``). Imports nothing of the project, so any layer may use it.
 
 Such a loop allocates a few objects per record, so the generational collector runs again and
-again, and now and then a full (oldest-generation) collection walks every live record: 0.2-0.3 s
-landing at an unpredictable point of a 100k-row merge, a third of its time. Records, rows and
-COPY tuples hold no reference cycles (reference counting frees them), so pausing the collector
-for the loop loses nothing; it is switched back on right after, and a collector that was already
-off stays off.
+again, and now and then a full (oldest-generation) collection walks every live record, landing at
+an unpredictable point of a merge. Records, rows and COPY tuples hold no reference cycles
+(reference counting frees them), so pausing the collector for the loop loses nothing; it is
+switched back on right after, and a collector that was already off stays off.
 """
 
 from __future__ import annotations
