@@ -35,8 +35,8 @@ def test_the_retention_job_deletes_what_is_past_its_age_and_keeps_the_cursor(
     )
     query(
         core_dsn,
-        "update core.integration_sync_logs set started_at = now() - interval '100 days', "
-        "finished_at = now() - interval '100 days' returning id",
+        "update core.integration_sync_logs set started_at = started_at - interval '100 days', "
+        "finished_at = finished_at - interval '100 days' returning id",  # (their order kept)
     )
     stale = tmp_path / "raw" / "bitrix_users" / f"{account}.jsonl"
     stale.parent.mkdir(parents=True)
