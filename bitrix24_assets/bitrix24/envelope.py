@@ -44,7 +44,7 @@ class TimeInfo:
     def parse(cls, raw: Any) -> TimeInfo | None:
         if not isinstance(raw, dict):
             return None
-        return cls(**{name: _float(raw.get(name)) for name in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{name: _float(raw.get(name)) for name in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,8 @@ class BatchCommandError(ApiError):
             kw.setdefault("status", error.status)
         super().__init__(description, **kw)
 
+    # per instance here (the failed command's error decides), a class constant on every other error;
+    # mypy allows no property over a ClassVar, though no code reads the flag from the class
     @property
     def is_configuration_error(self) -> bool:  # type: ignore[override]
         return bool(self.error is not None and self.error.is_configuration_error)

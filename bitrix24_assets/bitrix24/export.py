@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .client import Bitrix24Client
 from .errors import AuthError, Bitrix24Error, PortalUnavailableError
-from .paging import Progress
+from .paging import Progress, ProgressFn
 from .redaction import redact
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -63,7 +63,7 @@ def export_message(exc: Bitrix24Error) -> str:
     return f"{text[: -len(exc.hint) - 1]}{hint}."
 
 
-def _write(path: Path, rows: Iterable[dict[str, Any]], bar: tqdm) -> int:
+def _write(path: Path, rows: Iterable[dict[str, Any]], bar: tqdm[Any]) -> int:
     """Write to a private temporary file in the same directory, then rename it into place.
 
     ``mkstemp`` creates the file with mode 0600 (``O_EXCL``), so the data is never readable by others,
@@ -119,7 +119,7 @@ def export(
         with Bitrix24Client(webhook_url=webhook_url, plan=plan, time_scale=time_scale) as client:
             typer.echo(f"Exporting {client.portal} to {out}/")
             now = datetime.now(UTC)
-            jobs = {
+            jobs: dict[str, Callable[[ProgressFn], Iterable[dict[str, Any]]]] = {
                 "users": lambda p: client.get_users(progress=p),
                 "departments": lambda p: iter(client.get_departments()),
                 "tasks": lambda p: client.get_tasks(progress=p),
@@ -130,7 +130,7 @@ def export(
             for name, job in jobs.items():
                 with tqdm(desc=f"{name:12}", unit=" rec", leave=True) as bar:
 
-                    def progress(p: Progress, bar: tqdm = bar) -> None:
+                    def progress(p: Progress, bar: tqdm[Any] = bar) -> None:
                         if p.estimated_total:
                             bar.total = max(p.estimated_total, p.records)
 

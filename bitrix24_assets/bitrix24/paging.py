@@ -228,7 +228,8 @@ inside the client's retry path, so a contradiction is sent again like a 5xx."""
 class Fetcher(Protocol):
     """What the paginators need from the client: one batch of named commands, checked before use."""
 
-    portal: str
+    @property
+    def portal(self) -> str: ...
 
     def batch_pages(
         self, spec: ListSpec, commands: dict[str, str], check: Check | None = None

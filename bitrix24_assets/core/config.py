@@ -71,8 +71,8 @@ class CoreSettings(BaseSettings):
         """Where Core is, safe to print."""
         if self.backend == "supabase":
             return f"Supabase at {self.supabase_url}"
-        if self.backend == "postgres":
-            return f"Postgres at {redact_dsn(self.core_database_url.get_secret_value())}"  # type: ignore[union-attr]
+        if self.backend == "postgres" and self.core_database_url:  # the backend implies the URL
+            return f"Postgres at {redact_dsn(self.core_database_url.get_secret_value())}"
         return f"embedded Postgres in {self.core_embedded_dir or default_data_dir()}"
 
 
@@ -102,9 +102,9 @@ def open_store(settings: CoreSettings | None = None, *, migrate: bool | None = N
         if migrate:
             store.migrate()
         return store
-    if settings.backend == "postgres":
+    if settings.backend == "postgres" and settings.core_database_url:  # the backend implies the URL
         store = PostgresStore(
-            settings.core_database_url.get_secret_value(),  # type: ignore[union-attr]
+            settings.core_database_url.get_secret_value(),
             max_size=settings.core_pool_max_size,
             timeout=settings.core_connect_timeout,
         )

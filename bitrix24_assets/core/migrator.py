@@ -29,10 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
 import psycopg
 
-__all__ = ["SqlFile", "apply_migrations", "function_files", "migration_files"]
+from .errors import CoreConfigurationError
+
+__all__ = ["SqlFile", "apply_migrations", "function_files", "migration_files", "one_row"]
 
 _LOCK_KEY = 0x0B17_C0DE  # advisory lock id for migrations
 _REPEATABLE_ORDER = ("accounts.sql", "sync_logs.sql", "inbox.sql")  # helpers the merges call come first
@@ -50,6 +53,14 @@ _INTEGRATION_TABLES = (
     "core.schema_migrations",
 )
 _PLATFORM_TABLES = ("core.companies", "core.employees")
+
+
+def one_row(cursor: psycopg.Cursor[Any], what: str) -> tuple[Any, ...]:
+    """The row of a statement that always returns exactly one (``what`` names it for the error)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise CoreConfigurationError(f"{what} returned no row", hint="run `bitrix24-core migrate`")
+    return tuple(row)
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,9 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
             " applied_at timestamptz not null default now())"
         )
         functions_before = _functions(conn)
-        applied = dict(conn.execute("select name, checksum from core.schema_migrations").fetchall())
+        applied: dict[str, str] = dict(
+            conn.execute("select name, checksum from core.schema_migrations").fetchall()
+        )
         for f in migration_files():
             if f.name not in applied:
                 conn.execute(f.sql.encode())
@@ -145,7 +158,7 @@ def _functions(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
     catalogue row even when nothing changed, so one written in this transaction has a new xmin.
     Signatures are spelled with an empty search_path (fully qualified, as to_regprocedure reads them
     inside ``core.apply_access``)."""
-    (path,) = conn.execute("select current_setting('search_path')").fetchone()  # type: ignore[misc]
+    (path,) = one_row(conn.execute("select current_setting('search_path')"), "current_setting")
     conn.execute("select set_config('search_path', '', true)")
     try:
         rows = conn.execute(

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from bitrix24_assets.gc_pause import cyclic_gc_paused
 
 from .errors import translate_errors
-from .migrator import apply_migrations
+from .migrator import apply_migrations, one_row
 from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
 from .rows import CalendarEventRow, EmployeeRow, TaskRow
 from .secrets import redact_dsn, redact_text
@@ -250,9 +250,10 @@ class PostgresStore(CoreStore):
             # Binary dumper, written in Python, takes that oid): see _wire_types
             cur.adapters.register_dumper(bytes, BytesBinaryDumper)
             unique = merge_batch(rows, keep_ids)
-            company_id, _has_rows, direct = cur.execute(
-                "select * from core.begin_merge(%s::uuid, %s)", (account_id, stage.entity)
-            ).fetchone()  # type: ignore[misc]
+            company_id, _has_rows, direct = one_row(
+                cur.execute("select * from core.begin_merge(%s::uuid, %s)", (account_id, stage.entity)),
+                "core.begin_merge",
+            )
             if direct:  # hashes are made in the COPY loop, overlapping with the server's ingest
                 # no stored rows: nothing to remove or keep, and the counts are the batch's own
                 inserted = _copy_direct(cur, stage, account_id, company_id, unique)
@@ -279,7 +280,7 @@ class PostgresStore(CoreStore):
                     for row in _copy_rows(stage, [unique[i] for i in send], [hashes[i] for i in send]):
                         copy.write_row(row)
             cur.execute(staged_sql, plan_args)
-            inserted, updated, unchanged, removed, in_table, live = cur.fetchone()  # type: ignore[misc]
+            inserted, updated, unchanged, removed, in_table, live = one_row(cur, stage.staged_function)
         return MergeCounts(
             inserted=inserted,
             updated=updated,

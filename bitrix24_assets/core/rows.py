@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["CalendarEventRow", "EmployeeRow", "TaskRow"]
+__all__ = ["CalendarEventRow", "CoreRow", "EmployeeRow", "TaskRow"]
 
 TaskStatus = Literal["new", "pending", "in_progress", "awaiting_control", "completed", "deferred", "declined"]
 TaskPriority = Literal["low", "medium", "high"]
@@ -93,3 +93,7 @@ class CalendarEventRow(_Row):
     @classmethod
     def _people_ids(cls, value: Any) -> Any:
         return _optional_id(value)
+
+
+CoreRow = EmployeeRow | TaskRow | CalendarEventRow
+"""Any row a merge takes: each has ``bitrix_id`` and ``metadata``."""

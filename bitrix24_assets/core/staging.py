@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import xxhash
 from pydantic import BaseModel
 
 from .models import RemovalGuard
-from .rows import CalendarEventRow, EmployeeRow, TaskRow
+from .rows import CalendarEventRow, CoreRow, EmployeeRow, TaskRow
 
 __all__ = [
     "EMPLOYEES",
@@ -44,6 +44,8 @@ _dumps = orjson.dumps
 _SORTED = orjson.OPT_SORT_KEYS
 _xxh128 = xxhash.xxh3_128_digest
 _BITRIX_ID = operator.attrgetter("bitrix_id")
+
+RowT = TypeVar("RowT", bound=CoreRow)
 
 
 class Stage:
@@ -133,7 +135,7 @@ EVENTS = Stage(
 STAGES: dict[type[BaseModel], Stage] = {EmployeeRow: EMPLOYEES, TaskRow: TASKS, CalendarEventRow: EVENTS}
 
 
-def last_wins(rows: Sequence[BaseModel]) -> list[BaseModel]:
+def last_wins(rows: Sequence[RowT]) -> list[RowT]:
     """One row per bitrix_id, the last one of the batch winning, in first-seen order.
 
     A batch without duplicates (nearly always) is recognised with a set of its ids, a few times
@@ -145,7 +147,7 @@ def last_wins(rows: Sequence[BaseModel]) -> list[BaseModel]:
     return list(dict(zip(ids, rows, strict=True)).values())
 
 
-def merge_batch(rows: Sequence[BaseModel], keep_ids: Collection[str] = ()) -> list[BaseModel]:
+def merge_batch(rows: Sequence[RowT], keep_ids: Collection[str] = ()) -> list[RowT]:
     """The rows a merge writes: one per bitrix_id (:func:`last_wins`), without those whose id is in
     ``keep_ids``. A kept id is a record the read saw but a mapper rejected; its Core row keeps its
     last good values, so a row of the same id in the batch (the read contradicting itself) is not
@@ -154,7 +156,7 @@ def merge_batch(rows: Sequence[BaseModel], keep_ids: Collection[str] = ()) -> li
     if not keep_ids:
         return unique
     kept = set(keep_ids)
-    return [row for row in unique if row.bitrix_id not in kept]  # type: ignore[attr-defined]
+    return [row for row in unique if row.bitrix_id not in kept]
 
 
 def guard_json(guard: RemovalGuard | None) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def live_in_batch(stage: Stage, rows: Sequence[Any]) -> int:
     return len(rows)
 
 
-def fingerprint(stage: Stage, row: BaseModel) -> bytes:
+def fingerprint(stage: Stage, row: CoreRow) -> bytes:
     """The row's ``source_hash`` (16 bytes, stored as uuid): XXH3-128 of its staged fields as JSON.
 
     Not a security hash, only change detection: 128 bits make an unnoticed change (two different
@@ -198,13 +200,13 @@ FINGERPRINT_OPTION = _SORTED
 fingerprint_digest = _xxh128
 
 
-def fingerprints(stage: Stage, rows: Sequence[BaseModel]) -> list[bytes]:
+def fingerprints(stage: Stage, rows: Sequence[CoreRow]) -> list[bytes]:
     """:func:`fingerprint` of each row (the loop of a 100k-row merge, so locals only)."""
     values, dumps, xxh128, sort = stage.values, _dumps, _xxh128, _SORTED
     return [xxh128(dumps(values(row), option=sort)) for row in rows]
 
 
-def json_rows(rows: Sequence[BaseModel], start: int = 0) -> list[dict[str, Any]]:
+def json_rows(rows: Sequence[CoreRow], start: int = 0) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts with ``ord`` and ``source_hash`` (for the RPC path); None fields
     are left out."""
     out = []

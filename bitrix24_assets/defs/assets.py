@@ -13,8 +13,9 @@ step merges the read its first try stored.
 """
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -126,7 +127,7 @@ def _check_specs(entity: Entity) -> list[dg.AssetCheckSpec]:
 
 def entity_assets(entity: Entity) -> dg.AssetsDefinition:
     """The step of one entity (op named ``bitrix_<raw>``: run config is ``ops: {bitrix_<raw>: …}``)."""
-    common = dict(
+    step_of_entity = dg.multi_asset(
         name=entity.raw_key,
         specs=_specs(entity),
         check_specs=_check_specs(entity),
@@ -137,7 +138,7 @@ def entity_assets(entity: Entity) -> dg.AssetsDefinition:
 
     if entity.windowed:
 
-        @dg.multi_asset(**common)
+        @step_of_entity
         def windowed_step(
             context: dg.AssetExecutionContext,
             config: EventsConfig,
@@ -149,7 +150,7 @@ def entity_assets(entity: Entity) -> dg.AssetsDefinition:
 
         return windowed_step
 
-    @dg.multi_asset(**common)
+    @step_of_entity
     def step(
         context: dg.AssetExecutionContext,
         config: SyncConfig,
@@ -291,7 +292,7 @@ def _company(sync: EntitySync, account: IntegrationAccount) -> str | None:
 PROGRESS_EVERY_SECONDS = 5.0
 
 
-def _progress_logger(context: dg.AssetExecutionContext) -> object:
+def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[Entity, Any], None]:
     """A client progress callback logging records and pages every few seconds of a long read."""
     import time
 

@@ -42,8 +42,9 @@ import dagster as dg
 
 from bitrix24_assets.bitrix24.events import Entity, EventName
 from bitrix24_assets.core import CoreStore, InboxEvent
+from bitrix24_assets.core.store import DeletableEntity
 from bitrix24_assets.defs.jobs import ENTITY_JOBS
-from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
 from bitrix24_assets.defs.resources import CoreResource
 from bitrix24_assets.defs.tags import tags_by_account
 from bitrix24_assets.pipeline import ENTITIES
@@ -56,6 +57,11 @@ BATCH_SIZE = 5000
 """Events read per tick; a larger backlog drains over the next ticks (oldest first)."""
 
 JOB_FOR_ENTITY: dict[Entity, str] = {e.event_entity: e.job_name for e in ENTITIES.values()}
+# the Core entity whose rows each deletion event (EventName.is_deletion) marks deleted
+_DELETED_ENTITY: dict[EventName, DeletableEntity] = {
+    EventName.ONTASKDELETE: "tasks",
+    EventName.ONCALENDARENTRYDELETE: "calendar_events",
+}
 TRIGGER_TAG = "bitrix24/trigger"
 
 
@@ -90,7 +96,7 @@ class InboxPlan:
     """What one tick does with a batch of pending events (computed without I/O, so it is testable)."""
 
     runs: list[PlannedRun] = field(default_factory=list)
-    deletions: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    deletions: dict[tuple[str, DeletableEntity], list[str]] = field(default_factory=dict)
     """(account id, "tasks" | "calendar_events") -> Bitrix ids to mark deleted."""
     deletion_event_ids: list[str] = field(default_factory=list)
     dropped_event_ids: list[str] = field(default_factory=list)
@@ -108,7 +114,7 @@ def plan_inbox(
 ) -> InboxPlan:
     """Group pending events into deletions and one run per (account, job); see the module docstring."""
     plan = InboxPlan()
-    deletions: dict[tuple[str, str], set[str]] = defaultdict(set)
+    deletions: dict[tuple[str, DeletableEntity], set[str]] = defaultdict(set)
     groups: dict[tuple[str, str], list[InboxEvent]] = defaultdict(list)
     for event in events:
         name = _event_name(event)
@@ -118,7 +124,7 @@ def plan_inbox(
             continue
         account = event.integration_account_id
         if name.is_deletion:
-            deletions[(account, name.entity.value)].add(object_id)
+            deletions[(account, _DELETED_ENTITY[name])].add(object_id)
             plan.deletion_event_ids.append(event.id)
         elif account not in known_accounts:
             plan.dropped_event_ids.append(event.id)
@@ -200,10 +206,10 @@ def _evaluate(
     events = store.pending_events(limit=batch_size)
     if not events:
         return dg.SensorResult(skip_reason="No pending Bitrix24 events.")
-    known = set(context.instance.get_dynamic_partitions(integration_accounts.name))
+    known = set(context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME))
     plan = plan_inbox(events, now=now, debounce=debounce, known_accounts=known)
     for (account, entity), ids in plan.deletions.items():
-        changed = store.mark_deleted(account, entity, ids)  # type: ignore[arg-type]
+        changed = store.mark_deleted(account, entity, ids)
         context.log.info(f"Account {account}: {changed} of {len(ids)} deleted {entity} marked deleted.")
     requested = [run for run in plan.runs if not _already_queued(context.instance, run)]
     coalesced = len(plan.runs) - len(requested)

@@ -6,4 +6,5 @@ logs, and a webhook URL carries its secret token. The accounts sensor adds and r
 
 import dagster as dg
 
-integration_accounts = dg.DynamicPartitionsDefinition(name="integration_accounts")
+ACCOUNTS_PARTITIONS_NAME = "integration_accounts"
+integration_accounts = dg.DynamicPartitionsDefinition(name=ACCOUNTS_PARTITIONS_NAME)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, SecretStr
 
 from bitrix24_assets.bitrix24 import Bitrix24Client, OAuthCredentials
 from bitrix24_assets.core import CoreSettings, CoreStore, IntegrationAccount, open_store
@@ -45,9 +45,9 @@ class CoreResource(dg.ConfigurableResource):
     def settings(self) -> CoreSettings:
         """Core settings from this resource's fields; other CORE_* tuning still comes from env."""
         return CoreSettings(
-            core_database_url=self.database_url,
+            core_database_url=_secret(self.database_url),
             supabase_url=self.supabase_url,
-            supabase_service_role_key=self.supabase_service_role_key,
+            supabase_service_role_key=_secret(self.supabase_service_role_key),
         )
 
     @contextmanager
@@ -156,6 +156,11 @@ class RawStoreResource(dg.ConfigurableResource):
 def default_storage_dir() -> str:
     home = os.environ.get("DAGSTER_HOME") or str(Path("dagster_home").resolve())
     return str(Path(home) / "storage" / "bitrix24")
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    """A configured secret as CoreSettings holds it (what its validation would make of the string)."""
+    return SecretStr(value) if value is not None else None
 
 
 def _env_or_none(name: str) -> Any:

@@ -37,6 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import orjson
@@ -66,7 +67,9 @@ STALE_SECONDS = 600
 UNKNOWN_RUN_SECONDS = 7200
 FETCH_LIMIT = 200
 PARTITION_TAG = "dagster/partition"
-ENDED_STATUSES = {
+# the event types of an ended run (the ones RunStatusChangeRecordsFilter accepts, among others)
+_EndedEventType = Literal[dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED]
+ENDED_STATUSES: dict[dg.DagsterRunStatus, _EndedEventType] = {
     dg.DagsterRunStatus.FAILURE: dg.DagsterEventType.RUN_FAILURE,
     dg.DagsterRunStatus.CANCELED: dg.DagsterEventType.RUN_CANCELED,
 }
@@ -233,11 +236,11 @@ def sweep(
         who = account_label(store, logs[0].integration_account_id, names)
         status = record.dagster_run.status if record else None
         cleanup.add(run_id, store.abandon_syncs(run_id, abandoned_message(who, run_id, status)), [])
-    for path, run_id, modified in files:
+    for path, file_run, modified in files:
         if modified is None or now - modified < STALE_SECONDS:
             continue
-        record = runs.get(run_id) if run_id else None
-        if run_id is None:
+        record = runs.get(file_run) if file_run else None
+        if file_run is None:
             if _account_busy(instance, path.stem):
                 continue
         elif record is None:
@@ -246,7 +249,7 @@ def sweep(
         elif not record.dagster_run.is_finished or (record.end_time and modified > record.end_time):
             continue
         if _remove(path):
-            cleanup.add(run_id or path.stem, 0, [path])
+            cleanup.add(file_run or path.stem, 0, [path])
 
 
 def _records(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> dict[str, dg.RunRecord]:
@@ -294,7 +297,7 @@ class Cursor:
 
 
 def _latest_storage_id(instance: dg.DagsterInstance, event_type: dg.DagsterEventType) -> int:
-    records = instance.fetch_run_status_changes(event_type, limit=1).records  # type: ignore[arg-type]
+    records = instance.fetch_run_status_changes(event_type, limit=1).records
     return records[0].storage_id if records else -1
 
 
@@ -320,7 +323,7 @@ def evaluate(
     for status, event_type in ENDED_STATUSES.items():
         after = cursor.after.get(status.value, -1)
         records = instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(event_type, after_storage_id=after),  # type: ignore[arg-type]
+            dg.RunStatusChangeRecordsFilter(event_type, after_storage_id=after),
             limit=FETCH_LIMIT,
             ascending=True,
         ).records

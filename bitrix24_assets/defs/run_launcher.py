@@ -38,6 +38,7 @@ import psutil
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
+from dagster._serdes import ConfigurableClassData
 
 __all__ = ["LocalRunLauncher", "WorkerPid", "worker_alive", "worker_pid"]
 
@@ -101,8 +102,8 @@ class LocalRunLauncher(dg.DefaultRunLauncher):
 
     _CACHE_LIMIT = 10_000
 
-    def __init__(self, inst_data: object = None) -> None:
-        super().__init__(inst_data=inst_data)  # type: ignore[arg-type]
+    def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(inst_data=inst_data)
         self._pids: dict[str, WorkerPid] = {}
 
     @property

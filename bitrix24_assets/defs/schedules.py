@@ -25,7 +25,7 @@ from bitrix24_assets.defs.jobs import (
     bitrix24_full_sync_job,
     bitrix24_sync_job,
 )
-from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
 from bitrix24_assets.defs.resources import CoreResource
 from bitrix24_assets.defs.tags import TRIGGER_TAG, tags_by_account
 
@@ -43,7 +43,7 @@ def _fan_out(
     *,
     full: bool,
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    keys = context.instance.get_dynamic_partitions(integration_accounts.name)
+    keys = context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)
     if not keys:
         return dg.SkipReason(
             "No Bitrix24 accounts yet; the accounts sensor adds them from core.integration_accounts."

@@ -11,7 +11,7 @@ query plus two set differences, fine for thousands of accounts.
 import dagster as dg
 
 from bitrix24_assets.defs.jobs import bitrix24_full_sync_job
-from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME, integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
 from bitrix24_assets.defs.tags import TRIGGER_TAG, account_tags
 
@@ -31,7 +31,7 @@ MAX_CHANGES_PER_TICK = 10_000
 def accounts_sensor(
     context: dg.SensorEvaluationContext, core: CoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    known = set(context.instance.get_dynamic_partitions(integration_accounts.name))
+    known = set(context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME))
     with core.store() as store:
         accounts = {
             a.id: a for a in store.list_accounts(provider="bitrix24") if a.status in PARTITIONED_STATUSES
@@ -41,7 +41,7 @@ def accounts_sensor(
     gone = sorted(known - accounts.keys())[:MAX_CHANGES_PER_TICK]
     if not new and not gone:
         return dg.SkipReason(f"{len(known)} accounts, no changes")
-    requests = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if new:
         requests.append(integration_accounts.build_add_request(new))
     if gone:

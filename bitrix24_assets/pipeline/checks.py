@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bitrix24_assets.core import CoreStore
+from bitrix24_assets.core.store import Entity as CoreEntity
 
 __all__ = ["CORE_CHECKS", "CheckOutcome", "CoreCheck", "PostMerge", "checks_for", "evaluate", "mostly_valid"]
 
@@ -44,7 +45,7 @@ class CoreCheck:
 
     suffix: str
     description: str
-    evaluate: Callable[[CoreStore, str, PostMerge], tuple[bool, dict[str, Any], Severity]]
+    evaluate: Callable[[CoreStore, CoreEntity, PostMerge], tuple[bool, dict[str, Any], Severity]]
     entities: tuple[str, ...]
 
     def name(self, entity: str) -> str:
@@ -52,14 +53,14 @@ class CoreCheck:
 
 
 def _no_duplicates(
-    store: CoreStore, core_entity: str, ctx: PostMerge
+    store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
 ) -> tuple[bool, dict[str, Any], Severity]:
-    duplicates = store.duplicate_bitrix_ids(ctx.account_id, core_entity)  # type: ignore[arg-type]
+    duplicates = store.duplicate_bitrix_ids(ctx.account_id, core_entity)
     return duplicates == 0, {"duplicate_bitrix_ids": duplicates}, "error"
 
 
 def _employee_count(
-    store: CoreStore, core_entity: str, ctx: PostMerge
+    store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
 ) -> tuple[bool, dict[str, Any], Severity]:
     in_core = store.count_active_employees(ctx.account_id)
     read = ctx.active_read
@@ -67,7 +68,7 @@ def _employee_count(
 
 
 def _one_account_per_portal(
-    store: CoreStore, core_entity: str, ctx: PostMerge
+    store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
 ) -> tuple[bool, dict[str, Any], Severity]:
     groups = [g for g in store.duplicate_accounts() if ctx.account_id in {a.id for a in g}]
     others = sorted(a.id for g in groups for a in g if a.id != ctx.account_id)
@@ -75,7 +76,7 @@ def _one_account_per_portal(
 
 
 def _owners_resolved(
-    store: CoreStore, core_entity: str, ctx: PostMerge
+    store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
 ) -> tuple[bool, dict[str, Any], Severity]:
     people = store.unresolved_task_people(ctx.account_id, ctx.non_employee_ids)
     return (
@@ -121,7 +122,7 @@ def checks_for(entity: str) -> list[CoreCheck]:
     return [check for check in CORE_CHECKS if entity in check.entities]
 
 
-def evaluate(store: CoreStore, entity: str, core_entity: str, ctx: PostMerge) -> list[CheckOutcome]:
+def evaluate(store: CoreStore, entity: str, core_entity: CoreEntity, ctx: PostMerge) -> list[CheckOutcome]:
     """Run the checks of ``core_<entity>``; a check that cannot run fails with the reason."""
     outcomes = []
     for check in checks_for(entity):

@@ -246,7 +246,10 @@ EVENTS = Entity(
 ENTITIES: Mapping[str, Entity] = {e.name: e for e in (EMPLOYEES, TASKS, EVENTS)}
 """Every synced entity by name, in dependency order."""
 
-_ALIASES = {**{e.name: e for e in ENTITIES.values()}, **{e.core_entity: e for e in ENTITIES.values()}}
+_ALIASES: dict[str, Entity] = {
+    **{e.name: e for e in ENTITIES.values()},
+    **{e.core_entity: e for e in ENTITIES.values()},
+}
 _ALIASES["calendar"] = EVENTS
 
 

@@ -293,7 +293,8 @@ class EntitySync:
             )
             started = time.monotonic()
             spool = self.raw.spool(entity.raw_key, header)
-            progress = (lambda p: self.progress(entity, p)) if self.progress else None
+            report = self.progress
+            progress = (lambda p: report(entity, p)) if report else None
             stream = entity.read(client, ReadRequest(since=since, window=window, progress=progress))
             try:
                 arriving = _spooled(stream, spool.add)
@@ -457,7 +458,8 @@ class EntitySync:
         checks_began = time.perf_counter()
         context = PostMerge(
             account.id,
-            active_read=sum(1 for row in result.rows if getattr(row, "is_active", False)),
+            # (only rows that have the field: a pydantic attribute miss costs µs per row)
+            active_read=sum(1 for row in result.rows if row.is_active) if entity is EMPLOYEES else None,
             non_employee_ids=self._non_employees(account, entity, cursor),
         )
         checks = evaluate(self.store, entity.name, entity.core_entity, context)

@@ -207,7 +207,8 @@ def _spoiled(kind: str, body: dict[str, Any], portal: Portal, headers: dict[str,
         keys = sorted({key for m in maps.values() for key in m})
         gone = portal.faults.pick(keys)
         for name, mapping in maps.items():
-            mapping.pop(gone, None)  # type: ignore[arg-type]
+            if gone is not None:
+                mapping.pop(gone, None)
             inner[name] = php_map(mapping)
     return json_response(body, 200, headers)
 

@@ -11,11 +11,14 @@ from typing import Annotated
 import typer
 
 from .app import build_app
-from .config import SandboxConfig
+from .config import BatchBilling, SandboxConfig
 from .portal import Portal
 from .server import _Server, _uvicorn_config, bind_socket
 
 app = typer.Typer(add_completion=False, help="Run a local Bitrix24 sandbox portal (REST API emulator).")
+
+
+_BATCH_BILLING: dict[str, BatchBilling] = {"docs": "docs", "batch": "batch"}
 
 
 class Profile(StrEnum):
@@ -49,7 +52,8 @@ def serve(
     """Seed a portal, print its webhook URL, serve until Ctrl+C."""
     if time_scale <= 0:
         raise typer.BadParameter("--time-scale must be positive, e.g. 1 or 0.01")
-    if batch_billing not in ("docs", "batch"):
+    billing = _BATCH_BILLING.get(batch_billing)
+    if billing is None:
         raise typer.BadParameter("--batch-billing must be 'docs' or 'batch'")
     if event_handler and not application_token:
         application_token = "sandbox-application-token"
@@ -65,8 +69,8 @@ def serve(
         application_token=application_token,
         host=host,
         port=port,
-        batch_billing=batch_billing,
-    )  # type: ignore[arg-type]
+        batch_billing=billing,
+    )
     portal = Portal(config)
     try:
         sock = bind_socket(host, port)

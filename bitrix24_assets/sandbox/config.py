@@ -9,6 +9,7 @@ from typing import Literal
 from .costs import CostModel, Limits
 
 ProfileName = Literal["instant", "cloud", "enterprise"]
+BatchBilling = Literal["docs", "batch"]
 
 PROFILE_LIMITS: dict[str, Limits] = {
     # instant: no rate limit, no operating budget, no costs - for unit tests and quick demos
@@ -49,7 +50,7 @@ class SandboxConfig:
     # AMBIGUOUS choices of the reference, each selectable (defaults follow the reference's advice)
     bad_token_error: Literal["NO_AUTH_FOUND", "INVALID_CREDENTIALS"] = "NO_AUTH_FOUND"
     keyset_total: Literal["absent", "zero"] = "absent"  # `total` with start=-1
-    batch_billing: Literal["docs", "batch"] = "docs"  # who pays a batch's operating time
+    batch_billing: BatchBilling = "docs"  # who pays a batch's operating time
     calendar_date_format: Literal["ru", "en"] = "ru"  # site culture format of calendar dates
     missing_task: Literal["empty", "error"] = "empty"  # tasks.task.get of an unknown id
     event_delay: float = 0.0  # modelled seconds before an event POST

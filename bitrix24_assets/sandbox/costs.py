@@ -36,6 +36,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 
 def _frozen(d: dict[str, float]) -> Mapping[str, float]:
@@ -121,9 +122,9 @@ class CostModel:
             write=empty,
         )
 
-    def with_(self, **changes: object) -> CostModel:
+    def with_(self, **changes: Any) -> CostModel:
         """A copy with some parameters changed (``CostModel().with_(base=100)``)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     @property
     def is_zero(self) -> bool:

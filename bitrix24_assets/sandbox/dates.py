@@ -27,6 +27,7 @@ def parse_datetime(value: Any, tz: tzinfo) -> float | None:
         return None
     if text.startswith("@") and text[1:].lstrip("-").isdigit():
         return float(int(text[1:]))
+    parsed: datetime | None
     try:
         parsed = datetime.fromisoformat(text.replace(" T", "T"))
     except ValueError:

@@ -14,6 +14,7 @@ class RestError(Exception):
         self.code = code
         self.description = description
         self.extra = extra
+        self.cost = 0.0  # modelled seconds the failed call took (set by the portal that ran it)
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "error_description": self.description, **self.extra}

@@ -71,13 +71,17 @@ def list_page(
     else:
         everything = list(matches)
         for key, descending in reversed(order):
-            everything.sort(key=lambda r, k=key: _null_first(k(r)), reverse=descending)
+            everything.sort(key=_nulls_first_by(key), reverse=descending)
         total = len(everything)
         if not counting:
             return Page(everything[:PAGE_SIZE], None, None, Work(list_page=True))
         rows = everything[offset : offset + PAGE_SIZE]
     next_start = offset + len(rows) if offset + len(rows) < total else None
     return Page(rows, total, next_start, Work(list_page=True, counted_rows=total, offset=offset))
+
+
+def _nulls_first_by(key: Callable[[Any], Any]) -> Callable[[Any], tuple[int, Any]]:
+    return lambda row: _null_first(key(row))
 
 
 def _null_first(value: Any) -> tuple[int, Any]:

@@ -199,14 +199,14 @@ def php_map(mapping: dict[str, Any]) -> Any:
     return {str(k): v for k, v in mapping.items()}
 
 
-def http_build_query(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+def http_build_query(data: dict[str, Any] | list[Any], prefix: str = "") -> list[tuple[str, str]]:
     """PHP ``http_build_query`` as (key, value) pairs: nested dicts/lists become bracket keys."""
     pairs: list[tuple[str, str]] = []
     items = [(str(i), v) for i, v in enumerate(data)] if isinstance(data, list) else list(data.items())
     for key, value in items:
         full = f"{prefix}[{key}]" if prefix else str(key)
         if isinstance(value, (dict, list)):
-            pairs.extend(http_build_query(value, full))  # type: ignore[arg-type]
+            pairs.extend(http_build_query(value, full))
         elif isinstance(value, bool):
             pairs.append((full, "1" if value else "0"))
         elif value is None:

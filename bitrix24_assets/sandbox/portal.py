@@ -226,14 +226,14 @@ class Portal:
         try:
             result = spec.handler(ctx, params)
         except RestError as exc:
-            exc.cost = self.costs.base  # type: ignore[attr-defined]
+            exc.cost = self.costs.base
             self.count(self.counters.errors, exc.code or "(empty)")
             raise
         except Exception:
             log.exception("sandbox handler for %s failed", spec.name)
             self.count(self.counters.errors, "INTERNAL_SERVER_ERROR")
             error = internal_error()
-            error.cost = self.costs.base  # type: ignore[attr-defined]
+            error.cost = self.costs.base
             raise error from None
         return result, self.costs.call_cost(spec.name, result.work)
 

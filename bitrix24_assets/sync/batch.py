@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from bitrix24_assets.core.rows import CoreRow
 from bitrix24_assets.gc_pause import cyclic_gc_paused
 from bitrix24_assets.sync.rejection import Rejection
 
-RowT = TypeVar("RowT")
+RowT = TypeVar("RowT", bound=CoreRow)
 
 DUPLICATE_REASON = "repeated ID (recurring occurrence or page overlap), first kept"
 
@@ -83,13 +84,13 @@ def map_records(records: Iterable[Any], mapper: Callable[[Any], RowT | Rejection
                 else:
                     rejected_ids.add(mapped.bitrix_id)
                 continue
-            key: str = mapped.bitrix_id  # type: ignore[attr-defined]
+            key = mapped.bitrix_id
             if key in seen:
                 rejected[DUPLICATE_REASON] += 1
                 continue
             seen.add(key)
             rows.append(mapped)
-            issues = mapped.metadata.get("field_issues")  # type: ignore[attr-defined]
+            issues = mapped.metadata.get("field_issues")
             if issues:
                 for name, reason in issues.items():
                     field_issues[f"{name}: {reason}"] += 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bitrix24_assets.core.rows import CalendarEventRow
+from bitrix24_assets.core.rows import CalendarEventRow, CalendarType
 from bitrix24_assets.sync.rejection import Rejection
 from bitrix24_assets.sync.values import (
     DATE_OUT_OF_RANGE,
@@ -58,7 +58,7 @@ EVENT_FIELDS: tuple[str, ...] = (
     "RRULE",
 )
 
-CALENDAR_TYPES = {
+CALENDAR_TYPES: dict[str, CalendarType] = {
     "user": "user",
     "group": "group",
     "company_calendar": "company_calendar",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from bitrix24_assets.core.rows import TaskRow
+from bitrix24_assets.core.rows import TaskPriority, TaskRow, TaskStatus
 from bitrix24_assets.sync.rejection import Rejection
 from bitrix24_assets.sync.values import (
     Issues,
@@ -43,7 +43,7 @@ TASK_SELECT: tuple[str, ...] = (
 )
 
 # REAL_STATUS codes (Bitrix24 REST docs; 1 and 7 are legacy constants still seen on old portals).
-STATUS_NAMES: dict[int, str] = {
+STATUS_NAMES: dict[int, TaskStatus] = {
     1: "new",
     2: "pending",
     3: "in_progress",
@@ -52,7 +52,7 @@ STATUS_NAMES: dict[int, str] = {
     6: "deferred",
     7: "declined",
 }
-PRIORITY_NAMES: dict[int, str] = {0: "low", 1: "medium", 2: "high"}
+PRIORITY_NAMES: dict[int, TaskPriority] = {0: "low", 1: "medium", 2: "high"}
 
 # Optional date fields: Core column <- camelCase key (``changedDate`` is required, read first).
 _DATES = (
@@ -67,7 +67,7 @@ UNKNOWN_PRIORITY = "unknown priority code"
 
 # Codes as Bitrix24 sends them ("2", "-1"), looked up before the general reader (hot path).
 _CODES: dict[str, int] = {str(code): code for code in range(-3, 8)}
-_PRIORITY_BY_TEXT: dict[str, str] = {str(code): name for code, name in PRIORITY_NAMES.items()}
+_PRIORITY_BY_TEXT: dict[str, TaskPriority] = {str(code): name for code, name in PRIORITY_NAMES.items()}
 
 
 def _get(task: dict[str, Any], camel: str) -> Any:

@@ -396,11 +396,11 @@ def clean_json(value: Any, issues: Issues | None = None, field: str = "", _depth
             if issues is not None:
                 issues[field] = TOO_DEEP
             return None
-        if type(value) is list:
-            return [clean_json(v, issues, field, _depth + 1) for v in value]
-        return {
-            text_raw(k, issues, field): clean_json(v, issues, field, _depth + 1) for k, v in value.items()
-        }
+        if type(value) is dict:
+            return {
+                text_raw(k, issues, field): clean_json(v, issues, field, _depth + 1) for k, v in value.items()
+            }
+        return [clean_json(v, issues, field, _depth + 1) for v in value]
     if (type(value) is float and not math.isfinite(value)) or (
         type(value) is int and not -_INT64 <= value < _INT64
     ):

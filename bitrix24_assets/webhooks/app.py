@@ -197,8 +197,10 @@ def _unreadable(account_id: str, exc: Exception) -> Refusal:
 async def _check_sender(
     form: dict[str, Any], account: AccountAuth, request: Request, config: ReceiverSettings
 ) -> None:
-    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
-    received = auth.get("application_token") if isinstance(auth.get("application_token"), str) else None
+    nested = form.get("auth")
+    auth: dict[Any, Any] = nested if isinstance(nested, dict) else {}
+    token = auth.get("application_token")
+    received = token if isinstance(token, str) else None
     if account.application_token is None:
         logger.warning(
             "Refused an event for account %s (%s): no application token is stored; put the "

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import psycopg
 
-from bitrix24_assets.bitrix24.events import parse_event, parse_form
+from bitrix24_assets.bitrix24.events import EventName, parse_event, parse_form
 from bitrix24_assets.core import CalendarEventRow, CoreStore, InboxEvent, TaskRow
 from bitrix24_assets.defs.inbox import build_inbox_sensor, plan_inbox
 from bitrix24_assets.defs.jobs import bitrix24_tasks_job
@@ -206,3 +206,12 @@ def test_unusable_rows_are_dropped_rather_than_blocking_the_inbox() -> None:
     ]
     plan = plan_inbox(events, now=T0 + timedelta(minutes=1), debounce=timedelta(0), known_accounts={"acc"})
     assert plan.runs == [] and plan.dropped_event_ids == ["e1", "e2"]
+
+
+def test_every_deletion_event_marks_rows_of_its_own_entity() -> None:
+    # the inbox maps deletion events to Core's deletable entities itself: it must agree with EventName
+    for name in EventName:
+        event = inbox_event("e1", 0, name=name.value)
+        plan = plan_inbox([event], now=T0 + timedelta(1), debounce=timedelta(0), known_accounts={"acc"})
+        expected = {("acc", name.entity.value): ["1"]} if name.is_deletion else {}
+        assert plan.deletions == expected, name

@@ -54,7 +54,8 @@ def department_record(dept: Department) -> dict[str, Any]:
 @router.method("department.get", "department")
 def department_get(ctx: CallContext, params: dict[str, Any]) -> MethodResult:
     p = upper_keys(params)
-    source = p.get("FILTER") if isinstance(p.get("FILTER"), dict) else p
+    nested = p.get("FILTER")
+    source = nested if isinstance(nested, dict) else p
     conditions: dict[str, set[str]] = {}
     for key in FILTER_KEYS:
         if key in {str(k).upper() for k in source}:
