@@ -24,8 +24,8 @@ CHILD = textwrap.dedent(
         [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"],
         capture_output=True, text=True,
     ).stdout.strip()
-    print("service ignores SIGINT:", inherited, flush=True)
-    try:
+    try:  # the parent signals as soon as it reads this line: it must already be inside the try
+        print("service ignores SIGINT:", inherited, flush=True)
         time.sleep(60)
     except KeyboardInterrupt:
         print("stack shut down", flush=True)
