@@ -53,7 +53,7 @@ def _fan_out(
             names = tags_by_account(store)
     except Exception:  # Core down: the runs fail with the reason; the tick still requests them
         names = {}
-    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    tick = _tick(context)
     return [
         dg.RunRequest(
             partition_key=key,
@@ -63,6 +63,15 @@ def _fan_out(
         )
         for key in sorted(keys)
     ]
+
+
+def _tick(context: dg.ScheduleEvaluationContext) -> str:
+    """The tick's time for run keys; "manual" for an evaluation without one (Dagster's property
+    raises then instead of returning None)."""
+    try:
+        return context.scheduled_execution_time.isoformat()
+    except Exception:
+        return "manual"
 
 
 @dg.schedule(

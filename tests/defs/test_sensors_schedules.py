@@ -134,6 +134,15 @@ def test_hourly_job_reads_employees_and_tasks_and_events_have_their_own_job(
     assert raw_assets("bitrix24_full_sync_job") == {"bitrix_users", "bitrix_tasks", "bitrix_events"}
 
 
+def test_a_schedule_evaluated_without_a_tick_time_keys_its_runs_manual(
+    instance: dg.DagsterInstance, core_resource: CoreResource
+) -> None:
+    instance.add_dynamic_partitions(integration_accounts.name, ["acc-1"])
+    with dg.build_schedule_context(instance=instance, resources={"core": core_resource}) as context:
+        (request,) = hourly_sync(context)
+    assert request.run_key == "hourly:acc-1:manual"
+
+
 def test_schedules_skip_without_accounts(instance: dg.DagsterInstance, core_resource: CoreResource) -> None:
     with dg.build_schedule_context(instance=instance, resources={"core": core_resource}) as context:
         assert isinstance(hourly_sync(context), dg.SkipReason)
