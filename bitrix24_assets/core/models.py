@@ -170,6 +170,7 @@ class SyncLog(BaseModel):
     removed: int | None = None
     cursor: dict[str, Any] | None = None
     error: str | None = None
+    rejected: dict[str, int] | None = None
     run_id: str | None = None
 
     _ids = field_validator("id", "integration_account_id", "company_id", mode="before")(_uuid_text)

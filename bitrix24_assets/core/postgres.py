@@ -314,11 +314,12 @@ class PostgresStore(CoreStore):
         counts: MergeCounts | None = None,
         cursor: dict[str, Any] | None = None,
         error: str | None = None,
+        rejected: dict[str, int] | None = None,
     ) -> None:
         c = counts or MergeCounts()
         figures = (c.inserted, c.updated, c.unchanged, c.removed) if counts else (None,) * 4
         self._call(
-            "select core.finish_sync(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "select core.finish_sync(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 sync_id,
                 status,
@@ -326,6 +327,7 @@ class PostgresStore(CoreStore):
                 *figures,
                 Jsonb(cursor) if cursor is not None else None,
                 redact_text(error) if error else None,
+                Jsonb(rejected) if rejected else None,
             ),
         )
 

@@ -197,8 +197,10 @@ class CoreStore(ABC):
         counts: MergeCounts | None = None,
         cursor: dict[str, Any] | None = None,
         error: str | None = None,
+        rejected: dict[str, int] | None = None,
     ) -> None:
-        """Close a sync-log row. ``error`` is redacted before it is stored."""
+        """Close a sync-log row. ``error`` is redacted before it is stored; ``rejected`` holds the
+        records read but not merged, by reason (rejected by a mapper, dropped by the client)."""
 
     @abstractmethod
     def recent_syncs(self, account_id: str, entity: str | None = None, limit: int = 20) -> list[SyncLog]:

@@ -293,6 +293,7 @@ class SupabaseStore(CoreStore):
         counts: MergeCounts | None = None,
         cursor: dict[str, Any] | None = None,
         error: str | None = None,
+        rejected: dict[str, int] | None = None,
     ) -> None:
         figures: dict[str, int | None] = (
             {
@@ -313,6 +314,7 @@ class SupabaseStore(CoreStore):
                 **figures,
                 "p_cursor": cursor,
                 "p_error": redact_text(error) if error else None,
+                "p_rejected": rejected or None,
             },
         )
 

@@ -397,7 +397,7 @@ class EntitySync:
             "rejected_by_reason and update the mapper in bitrix24_assets/sync/."
         )
         if sync_id is not None:
-            self._finish_failed(sync_id, message)
+            self._finish_failed(sync_id, message, mapping.rejected, mapping.result.records_read)
         raise SyncFailed(message, Verdict(False, False, False), "TooManyMalformedRecords")
 
     # ---- merging ---------------------------------------------------------------------------------
@@ -438,7 +438,12 @@ class EntitySync:
             merge_seconds = time.monotonic() - started
             cursor = self._cursor(entity, header, mapping)
             self.store.finish_sync(
-                sync_id, status="success", records_fetched=result.records_read, counts=counts, cursor=cursor
+                sync_id,
+                status="success",
+                records_fetched=result.records_read,
+                counts=counts,
+                cursor=cursor,
+                rejected=mapping.rejected,
             )
             if account.status == "error":
                 self.store.set_account_status(account.id, "active", None)
@@ -524,9 +529,11 @@ class EntitySync:
             log.warning("Could not record the failure in Core (%s).", type(log_exc).__name__)
         return SyncFailed(message, verdict, type(exc).__name__)
 
-    def _finish_failed(self, sync_id: str, message: str) -> None:
+    def _finish_failed(self, sync_id: str, message: str, rejected: dict[str, int], records_read: int) -> None:
         try:
-            self.store.finish_sync(sync_id, status="failed", error=message)
+            self.store.finish_sync(
+                sync_id, status="failed", error=message, rejected=rejected, records_fetched=records_read
+            )
         except Exception as exc:
             log.warning("Could not record the failure in Core (%s).", type(exc).__name__)
 

@@ -120,6 +120,8 @@ def test_a_malformed_record_keeps_its_last_good_row_and_is_never_removed(
     assert outcome.merge is not None and outcome.read is not None
     mapping = outcome.read.mapping
     assert mapping is not None and sum(mapping.rejected.values()) == 1
+    (tasks_log,) = [log for log in core_store.latest_syncs(account) if log.entity == "tasks"]
+    assert tasks_log.status == "success" and tasks_log.rejected == mapping.rejected  # counted by reason
     assert outcome.merge.counts.removed == 0
     after = core_rows(core_dsn, TASKS, account)
     assert after[str(bad)] == before  # last good values, not deleted

@@ -19,10 +19,13 @@ begin
 end
 $$;
 
+-- p_rejected: records read but not merged, by reason ({"unknown status code": 2, ...}).
+drop function if exists core.finish_sync(uuid, text, integer, integer, integer, integer, integer, jsonb, text);
 create or replace function core.finish_sync(
     p_sync uuid, p_status text, p_records_fetched integer default null,
     p_inserted integer default null, p_updated integer default null, p_unchanged integer default null,
-    p_removed integer default null, p_cursor jsonb default null, p_error text default null)
+    p_removed integer default null, p_cursor jsonb default null, p_error text default null,
+    p_rejected jsonb default null)
 returns void
 language plpgsql
 set search_path = ''
@@ -31,7 +34,7 @@ begin
     update core.integration_sync_logs l
     set status = p_status, finished_at = now(), records_fetched = p_records_fetched,
         inserted = p_inserted, updated = p_updated, unchanged = p_unchanged, removed = p_removed,
-        cursor = p_cursor, error = p_error
+        cursor = p_cursor, error = p_error, rejected = p_rejected
     where l.id = p_sync;
     if not found then
         raise exception using errcode = 'P0002', message = format('sync log %s does not exist', p_sync);
