@@ -192,11 +192,15 @@ class ScopeError(ApiError):
         method = kw.get("method")
         if method and not kw.get("hint"):
             kw["hint"] = (
-                f"the webhook lacks scope '{scope_for_method(method)}'; re-create the webhook with that scope"
+                f"the webhook lacks scope '{scope_for_method(method)}'; its owner adds the scope to the "
+                "webhook in Bitrix24 (Developer resources > Integrations > Edit; the URL stays the same)"
             )
         super().__init__(description, **kw)
 
-    default_hint = "the webhook lacks the method's scope; re-create the webhook with that scope"
+    default_hint = (
+        "the webhook lacks the method's scope; its owner adds the scope to the webhook in Bitrix24 "
+        "(Developer resources > Integrations > Edit; the URL stays the same)"
+    )
 
 
 class AccessDeniedError(ApiError):

@@ -73,7 +73,8 @@ def test_error_codes_map_to_classes(
 
 def test_scope_error_names_the_missing_scope() -> None:
     err = errors.error_from_response("insufficient_scope", "", 403, method="tasks.task.list", portal=PORTAL)
-    assert "scope 'task'" in str(err) and "re-create the webhook" in str(err)
+    assert "scope 'task'" in str(err) and "adds the scope to the webhook" in str(err)
+    assert "URL stays the same" in str(err)
 
 
 def test_errors_survive_pickling() -> None:
