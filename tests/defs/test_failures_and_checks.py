@@ -208,3 +208,23 @@ def test_mapper_bug_during_the_read_is_named_as_mapping_and_logged(
     )
     assert [status for status, _ in logs] == ["failed"] and "mapping tasks records raised" in logs[0][1]
     assert core_store.get_account(account).status == "active"  # not the account owner's to fix
+
+
+def test_a_mistyped_webhook_url_is_never_shown_anywhere(
+    sandbox: SandboxHandle, runner: Runner, core_store: CoreStore, core_dsn: str
+) -> None:
+    """A webhook URL pasted without its user id or trailing slash still carries its secret."""
+    base = sandbox.webhook_url.split("/rest/", 1)[0]
+    mistyped = f"{base}/rest/abc123SECRET456"
+    account = add_account(core_store, mistyped, name="Mistyped portal")
+    result = runner.run(account, "bitrix24_employees_job")
+    assert not result.success
+    message = failure_text(result)
+    assert "Mistyped portal" in message and "abc123SECRET456" not in message
+    shown = [
+        message,
+        event_log_text(runner.instance, result.run_id),
+        core_store.get_account(account).status_message or "",
+        *(str(error) for (error,) in query(core_dsn, "select error from core.integration_sync_logs")),
+    ]
+    assert not [text for text in shown if "abc123SECRET456" in text or "SECRET456" in text]
