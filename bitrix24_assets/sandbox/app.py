@@ -195,7 +195,10 @@ _RESULT_MAPS = ("result", "result_error", "result_total", "result_next", "result
 
 
 def _spoiled(kind: str, body: dict[str, Any], portal: Portal, headers: dict[str, str]) -> Response:
-    """An answer of a call that ran, spoiled on its way out (``garbled``, ``empty``, ``missing_key``)."""
+    """An answer of a call that ran, spoiled on its way out (``garbled``, ``empty``, ``missing_key``,
+    ``drop_after``)."""
+    if kind == "drop_after":
+        return BrokenResponse(b"", 4096)
     if kind == "garbled":
         raw = _PHP_NOTICE + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         return Response(raw, status_code=200, media_type=JSON_TYPE, headers=headers)

@@ -10,7 +10,9 @@ Kinds, each what a real portal or a proxy in front of it can do:
 * after the call ran (its effects and costs stay, only the answer is spoiled): ``garbled``
   (HTTP 200 with a body that is not JSON), ``empty`` (HTTP 200, a well-formed envelope whose
   ``result`` is ``[]``, with its ``time`` object, for ``batch`` too), ``missing_key`` (``batch``
-  only: one sub-command's key taken out of every ``result*`` map, as if it had never run).
+  only: one sub-command's key taken out of every ``result*`` map, as if it had never run),
+  ``drop_after`` (headers, then the connection closes without a body: the client cannot tell
+  whether a write ran, the case the commands outbox marks ``unknown``).
 
 Deterministic: faults are drawn from their own seeded RNG. ``missing_key`` is only drawn for
 ``batch`` requests; other requests draw among the remaining kinds.
@@ -22,8 +24,20 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-KINDS = ("500", "502", "503", "drop", "truncate", "slow", "query_limit", "garbled", "empty", "missing_key")
-AFTER_CALL = frozenset({"garbled", "empty", "missing_key"})
+KINDS = (
+    "500",
+    "502",
+    "503",
+    "drop",
+    "truncate",
+    "slow",
+    "query_limit",
+    "garbled",
+    "empty",
+    "missing_key",
+    "drop_after",
+)
+AFTER_CALL = frozenset({"garbled", "empty", "missing_key", "drop_after"})
 BATCH_ONLY = frozenset({"missing_key"})
 
 
