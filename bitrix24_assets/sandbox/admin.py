@@ -24,6 +24,7 @@ from .methods.calendar import create_event, delete_event, event_record, update_e
 from .methods.system import ALL_SCOPES
 from .methods.tasks import create_task, delete_task, task_record, update_task
 from .methods.user import user_record
+from .oauth import install_app, uninstall_app
 from .phpquery import intval
 from .store import OVERRIDABLE, Override, User
 
@@ -342,6 +343,12 @@ def admin_routes(portal: Portal) -> list[Route]:
     def oauth_expire(request: Request, body: dict[str, Any]) -> Response:
         return _json({"expired": portal.oauth.expire_all()})
 
+    async def oauth_install(request: Request, body: dict[str, Any]) -> Response:
+        return _json(await install_app(portal, body))
+
+    async def oauth_uninstall(request: Request, body: dict[str, Any]) -> Response:
+        return _json(await uninstall_app(portal, body))
+
     def event_handler(request: Request, body: dict[str, Any]) -> Response:
         if request.method in ("PUT", "POST"):
             portal.events.configure(body.get("url"), body.get("application_token"))
@@ -380,6 +387,8 @@ def admin_routes(portal: Portal) -> list[Route]:
         Route("/overrides", guarded(overrides), methods=["GET", "POST", "DELETE"]),
         Route("/oauth/apps", guarded(oauth_app), methods=["POST"]),
         Route("/oauth/expire", guarded(oauth_expire), methods=["POST"]),
+        Route("/oauth/install", guarded(oauth_install), methods=["POST"]),
+        Route("/oauth/uninstall", guarded(oauth_uninstall), methods=["POST"]),
         Route("/event-handler", guarded(event_handler), methods=["GET", "PUT", "POST"]),
         Route("/notifications", guarded(notifications), methods=["GET"]),
     ]

@@ -47,6 +47,7 @@ from bitrix24_assets.core import AccountNotFoundError, CoreDataError, CoreError,
 
 from .access_log import install_access_log_filter
 from .accounts import AccountAuth, AccountAuthCache
+from .install import AppSettings, add_install_routes
 from .settings import ReceiverSettings
 
 __all__ = ["create_app"]
@@ -70,6 +71,7 @@ def create_app(
     *,
     settings: ReceiverSettings | None = None,
     store_factory: Callable[[], CoreStore] = open_store,
+    app_settings: AppSettings | None = None,
 ) -> FastAPI:
     """Build the receiver.
 
@@ -78,6 +80,8 @@ def create_app(
         settings: limits and cache times; read from ``BITRIX24_WEBHOOKS_*`` env vars when omitted.
         store_factory: how to open Core when ``store`` is omitted; called once per process at
             startup (in a worker thread: the embedded Postgres may take seconds to start).
+        app_settings: the Bitrix24 application's keys for installs (``install.py``); read from
+            ``BITRIX24_APP_*`` env vars when omitted.
     """
     config = settings or ReceiverSettings()
     install_access_log_filter()
@@ -136,6 +140,7 @@ def create_app(
         )
         return JSONResponse({"ok": True, "stored": stored})
 
+    add_install_routes(app, app_settings)
     return app
 
 
