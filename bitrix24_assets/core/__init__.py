@@ -17,7 +17,7 @@ from .errors import (
 )
 from .models import InboxEvent, IntegrationAccount, MergeCounts, SyncLog
 from .postgres import PostgresStore
-from .rows import CalendarEventRow, EmployeeRow, TaskRow
+from .rows import CalendarEventRow, DepartmentRow, EmployeeRow, TaskRow
 from .store import CoreStore
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "CoreSettings",
     "CoreStore",
     "CoreUnavailableError",
+    "DepartmentRow",
     "EmployeeRow",
     "InboxEvent",
     "IntegrationAccount",

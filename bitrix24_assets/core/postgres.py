@@ -26,7 +26,7 @@ from bitrix24_assets.gc_pause import cyclic_gc_paused
 from .errors import translate_errors
 from .migrator import apply_migrations, one_row
 from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
-from .rows import CalendarEventRow, EmployeeRow, TaskRow
+from .rows import CalendarEventRow, DepartmentRow, EmployeeRow, TaskRow
 from .secrets import redact_dsn, redact_text
 from .staging import (
     EMPLOYEES,
@@ -289,6 +289,30 @@ class PostgresStore(CoreStore):
             rows_in_table=in_table,
             live_rows=live,
         )
+
+    def merge_departments(
+        self,
+        account_id: str,
+        rows: Sequence[DepartmentRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        (row,) = self._call(
+            "select * from core.merge_departments(%s::uuid, %s, %s, %s::text[], %s)",
+            (
+                account_id,
+                Jsonb([row.merge_json(i) for i, row in enumerate(merge_batch(rows, keep_ids))]),
+                full,
+                sorted(keep_ids) if full and keep_ids else None,
+                Jsonb(guard_json(guard)),
+            ),
+        )
+        return MergeCounts.model_validate(row)
+
+    def link_employee_departments(self, account_id: str) -> int:
+        return int(self._scalar("select core.link_employee_departments(%s::uuid)", (account_id,)))
 
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
         return int(

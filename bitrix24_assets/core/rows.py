@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["CalendarEventRow", "CoreRow", "EmployeeRow", "TaskRow"]
+__all__ = ["CalendarEventRow", "CoreRow", "DepartmentRow", "EmployeeRow", "TaskRow"]
 
 TaskStatus = Literal["new", "pending", "in_progress", "awaiting_control", "completed", "deferred", "declined"]
 TaskPriority = Literal["low", "medium", "high"]
@@ -95,5 +95,23 @@ class CalendarEventRow(_Row):
         return _optional_id(value)
 
 
-CoreRow = EmployeeRow | TaskRow | CalendarEventRow
+class DepartmentRow(_Row):
+    """One Bitrix24 department; parent and head are Bitrix ids, resolved by the merge."""
+
+    name: str | None = None
+    parent_bitrix_id: str | None = None
+    head_bitrix_id: str | None = None
+    sort: int | None = None
+
+    @field_validator("parent_bitrix_id", "head_bitrix_id", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        return _optional_id(value)
+
+    def merge_json(self, ord_: int) -> dict[str, Any]:
+        """The row as ``core.merge_departments`` takes it (both backends send this JSON)."""
+        return {**self.model_dump(mode="json"), "ord": ord_}
+
+
+CoreRow = EmployeeRow | TaskRow | CalendarEventRow | DepartmentRow
 """Any row a merge takes: each has ``bitrix_id`` and ``metadata``."""

@@ -15,11 +15,11 @@ from itertools import groupby
 from typing import Any, Literal
 
 from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
-from .rows import CalendarEventRow, EmployeeRow, TaskRow
+from .rows import CalendarEventRow, DepartmentRow, EmployeeRow, TaskRow
 
 __all__ = ["CoreStore", "DeletableEntity", "Entity", "Owners", "SyncStatus", "group_by_portal"]
 
-Entity = Literal["employees", "tasks", "calendar_events"]
+Entity = Literal["employees", "tasks", "calendar_events", "departments"]
 DeletableEntity = Literal["tasks", "calendar_events"]
 SyncStatus = Literal["running", "success", "failed", "skipped", "abandoned"]
 Owners = Collection[tuple[str, str]]
@@ -173,6 +173,26 @@ class CoreStore(ABC):
         those overlapping ``window`` and, when ``owners`` is given, of those calendars only (a
         calendar that was not read says nothing about its events). ``keep_ids`` and ``guard`` as in
         :meth:`merge_employees`; the guard counts the live events the read covered."""
+
+    @abstractmethod
+    def merge_departments(
+        self,
+        account_id: str,
+        rows: Sequence[DepartmentRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        """Merge departments of one account (one transaction); with ``full`` the absent ones are
+        marked deleted (``keep_ids`` and ``guard`` as in :meth:`merge_employees`). Parents and heads
+        are resolved and the employees' memberships (``core.employee_departments``) relinked."""
+
+    @abstractmethod
+    def link_employee_departments(self, account_id: str) -> int:
+        """Bring ``core.employee_departments`` of the account in line with its employees' Bitrix24
+        department lists; the pipeline's employees sync runs it after every employees merge (a bare
+        :meth:`merge_employees` does not). Returns memberships added + removed."""
 
     @abstractmethod
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:

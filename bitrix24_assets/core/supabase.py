@@ -25,7 +25,7 @@ from tenacity import retry_if_exception, stop_after_attempt, wait_exponential
 
 from .errors import CoreConfigurationError, is_transient_api_error, translate_errors
 from .models import InboxEvent, IntegrationAccount, MergeCounts, RemovalGuard, SyncLog, UnresolvedPeople
-from .rows import CalendarEventRow, EmployeeRow, TaskRow
+from .rows import CalendarEventRow, DepartmentRow, EmployeeRow, TaskRow
 from .secrets import redact_text
 from .staging import EMPLOYEES, EVENTS, TASKS, Stage, guard_json, json_rows, merge_batch, owners_json
 from .store import CoreStore, DeletableEntity, Entity, Owners, SyncStatus, group_by_portal
@@ -268,6 +268,30 @@ class SupabaseStore(CoreStore):
             after = self._first("remove_missing", removal)
             total = total + MergeCounts.model_validate(after)  # removed, rows_in_table, live_rows
         return total
+
+    def merge_departments(
+        self,
+        account_id: str,
+        rows: Sequence[DepartmentRow],
+        *,
+        full: bool,
+        keep_ids: Collection[str] = (),
+        guard: RemovalGuard | None = None,
+    ) -> MergeCounts:
+        """One RPC whatever ``chunk_rows`` says: a portal's departments are few (one JSON body of a
+        few hundred kB at most), and one call is one transaction, so a full merge never removes
+        anything from a batch it did not see whole."""
+        params = {
+            "p_account": account_id,
+            "p_rows": [row.merge_json(i) for i, row in enumerate(merge_batch(rows, keep_ids))],
+            "p_full": full,
+            "p_keep": sorted(keep_ids) if full and keep_ids else None,
+            "p_guard": guard_json(guard),
+        }
+        return MergeCounts.model_validate(self._first("merge_departments", params))
+
+    def link_employee_departments(self, account_id: str) -> int:
+        return int(self._rpc("link_employee_departments", {"p_account": account_id}))
 
     def mark_deleted(self, account_id: str, entity: DeletableEntity, bitrix_ids: Sequence[str]) -> int:
         return int(

@@ -18,6 +18,10 @@ TABLES = {
     "integration_sync_logs",
     "integration_events",
     "schema_migrations",
+    "departments",  # 0009
+    "employee_departments",  # 0009
+    "integration_commands",  # 0010
+    "confirmation_codes",  # 0010
 }
 
 
