@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 __all__ = ["DEFAULT_TOKEN_URL", "OAuthCredentials"]
@@ -54,14 +55,19 @@ class OAuthCredentials(BaseModel):
         return self
 
     def apply_refresh(self, body: dict[str, Any]) -> None:
-        """Take the new tokens (and endpoint, if the portal moved) from a token-endpoint answer."""
+        """Take the new tokens (and endpoint, if the portal moved) from a token-endpoint answer.
+
+        The answer's ``domain`` is the OAuth server's (``oauth.bitrix.info``), not the portal's, so
+        the portal's host is read from ``client_endpoint`` instead.
+        """
         self.access_token = SecretStr(str(body["access_token"]))
         if body.get("refresh_token"):
             self.refresh_token = SecretStr(str(body["refresh_token"]))
         if body.get("client_endpoint"):
             self.client_endpoint = str(body["client_endpoint"])
-        if body.get("domain"):
-            self.domain = str(body["domain"])
+            host = httpx.URL(self.client_endpoint).netloc.decode("ascii", "replace")
+            if host:
+                self.domain = host
 
     def to_storage(self) -> dict[str, Any]:
         """Plain dict (secrets revealed) for the caller to persist; never log it."""
