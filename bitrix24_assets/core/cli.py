@@ -294,6 +294,72 @@ def remove_account(
     )
 
 
+# ---- commands to Bitrix24 (the outbox, core/commands.py) ---------------------------------------------
+commands = typer.Typer(help="Commands from the platform to Bitrix24 (core.integration_commands).")
+app.add_typer(commands, name="commands", no_args_is_help=True)
+
+
+@commands.command("list")
+def list_commands(
+    account: Annotated[str | None, typer.Option(help="Only this account id")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, sending, sent, failed or unknown")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 50,
+) -> None:
+    """List commands, newest first (payloads are not shown: they may hold personal data). Reads only."""
+    from .commands import COMMAND_STATUSES, CommandOutbox
+
+    if status is not None and status not in COMMAND_STATUSES:
+        _usage_error(f"--status must be one of {', '.join(COMMAND_STATUSES)}.")
+    try:
+        with open_existing_store() as store:
+            found = CommandOutbox(store).list(account, status, limit)  # type: ignore[arg-type]
+    except CoreError as exc:
+        _fail(exc)
+        return
+    if not found:
+        typer.echo("No commands.")
+        return
+    header = ("ID", "ACCOUNT", "KIND", "STATUS", "ATTEMPTS", "RESULT", "UPDATED", "ERROR")
+    rows = [header] + [
+        (
+            str(c.id),
+            c.account_id,
+            c.kind,
+            c.status,
+            str(c.attempts),
+            c.result or "",
+            c.updated_at.isoformat(timespec="seconds") if c.updated_at else "",
+            c.error or "",
+        )
+        for c in found
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        typer.echo("  ".join([*(v.ljust(w) for v, w in zip(row, widths, strict=False)), row[-1]]).rstrip())
+
+
+@commands.command("resolve")
+def resolve_command(
+    command_id: Annotated[int, typer.Argument(help="Command id (first column of `commands list`)")],
+    outcome: Annotated[str, typer.Option("--as", help="sent (it is in Bitrix24) or failed (it is not)")],
+    result: Annotated[str | None, typer.Option(help="The Bitrix24 id found, with --as sent")] = None,
+    note: Annotated[str | None, typer.Option(help="Why, in one sentence (kept as its error)")] = None,
+) -> None:
+    """Decide a command whose outcome is unknown, after checking Bitrix24 by hand."""
+    from .commands import CommandOutbox
+
+    if outcome not in ("sent", "failed"):
+        _usage_error("--as must be 'sent' or 'failed'.")
+    try:
+        with open_existing_store() as store:
+            outbox = CommandOutbox(store)
+            command = outbox.resolve(command_id, outcome, result=result, note=note)  # type: ignore[arg-type]
+    except CoreError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"Command {command.id} ({command.kind}) is now '{command.status}'; it will not be sent again.")
+
+
 @app.command("stop-embedded")
 def stop_embedded() -> None:
     """Stop the embedded Core server (its data stays in $DAGSTER_HOME/core_pg)."""
