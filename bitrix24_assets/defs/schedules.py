@@ -18,6 +18,7 @@ import os
 import dagster as dg
 
 from bitrix24_assets.defs.config import read_config
+from bitrix24_assets.defs.fleet import own_run_accounts
 from bitrix24_assets.defs.jobs import (
     ALL,
     HOURLY,
@@ -42,6 +43,7 @@ def _fan_out(
     entities: tuple[str, ...],
     *,
     full: bool,
+    own_runs_only: bool = False,
 ) -> list[dg.RunRequest] | dg.SkipReason:
     keys = context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)
     if not keys:
@@ -51,8 +53,12 @@ def _fan_out(
     try:
         with core.store() as store:
             names = tags_by_account(store)
+            if own_runs_only:  # the others ride bitrix24_fleet_sensor's batches (defs/fleet.py)
+                keys = own_run_accounts(context.instance, store, keys)
     except Exception:  # Core down: the runs fail with the reason; the tick still requests them
         names = {}
+    if not keys:
+        return dg.SkipReason("Every account is synced by bitrix24_fleet_sensor or has a run in flight.")
     tick = _tick(context)
     return [
         dg.RunRequest(
@@ -80,13 +86,14 @@ def _tick(context: dg.ScheduleEvaluationContext) -> str:
     job=bitrix24_sync_job,
     execution_timezone=SCHEDULE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Employees and the tasks changed since the last sync, of every account (cron from "
-    "BITRIX24_SYNC_CRON).",
+    description="Employees and the tasks changed since the last sync, one run per account the fleet "
+    "does not take (new, failing or large portals; every account with BITRIX24_FLEET=off); cron from "
+    "BITRIX24_SYNC_CRON.",
 )
 def hourly_sync(
     context: dg.ScheduleEvaluationContext, core: CoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, core, "hourly", HOURLY, full=False)
+    return _fan_out(context, core, "hourly", HOURLY, full=False, own_runs_only=True)
 
 
 @dg.schedule(

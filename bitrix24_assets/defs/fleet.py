@@ -1,0 +1,386 @@
+"""The hourly fleet: small portals synced in batches, one Dagster run per batch, each portal still
+its own partition with its own materializations, checks and sync-log rows.
+
+Why not backfill policies (``BackfillPolicy.single_run`` / ``multi_run`` over the dynamic
+partitions): a range run records one outcome for every partition in it (one failing portal fails
+all, no metadata per partition), and ranges of dynamic keys cannot follow a spread by account. So
+a plain op runs :class:`~bitrix24_assets.pipeline.fleet.FleetSync` and logs, per portal, the same
+``AssetMaterialization`` events (``partition`` = account id, the assets' metadata keys) and
+``AssetCheckEvaluation`` results the per-portal assets write; a failed portal gets none and is
+named in the run's failure.
+
+- ``bitrix24_fleet_sensor`` (running; every ``BITRIX24_FLEET_SENSOR_SECONDS``, 30): each hour
+  (``BITRIX24_FLEET_CYCLE_SECONDS``) is a cycle; accounts hold a fixed slot (hash of the id, 60
+  slots), and the slots are cut into as many windows as batches of ``BITRIX24_FLEET_MAX_PER_RUN``
+  (500) are needed, spread over ``BITRIX24_FLEET_SPREAD_SECONDS`` (the hour). A window's batch is
+  requested once it is due: no thundering herd, and each account's sync time stays put.
+- Only small, healthy portals ride the fleet: every hourly entity's latest sync succeeded (or was
+  skipped) and read at most ``BITRIX24_FLEET_MAX_ROWS`` (5,000) records. New, failing and large
+  portals keep one ``bitrix24_sync_job`` run each (``bitrix24_hourly_sync``), so a 100k-task
+  portal runs alone and never holds up a batch. ``BITRIX24_FLEET=off`` sends every account there.
+- An account with a run queued or in flight (fleet or per-portal) is not queued again.
+- ``bitrix24_fleet_job`` re-executed (the UI's "Re-execute") skips the portals its run group
+  already materialised: a retry re-runs only what failed or was not reached.
+"""
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from bitrix24_assets.core import CoreStore, SyncLog
+from bitrix24_assets.defs.jobs import HOURLY
+from bitrix24_assets.defs.metadata import (
+    account_metadata,
+    map_metadata,
+    merge_metadata,
+    read_metadata,
+    table_schema,
+)
+from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
+from bitrix24_assets.defs.tags import TRIGGER_TAG
+from bitrix24_assets.pipeline import ENTITIES, Entity, SyncOptions
+from bitrix24_assets.pipeline.checks import CheckOutcome
+from bitrix24_assets.pipeline.fleet import FleetSync, PortalResult, describe, slot_of
+
+FLEET_JOB = "bitrix24_fleet_job"
+FLEET_OP = "bitrix24_fleet_sync"
+CYCLE_TAG = "bitrix24/fleet_cycle"
+BATCH_TAG = "bitrix24/fleet_batch"
+SLOTS = 60
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+FLEET_ENABLED = os.environ.get("BITRIX24_FLEET", "on").strip().lower() not in ("off", "0", "false", "no")
+MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 500)))
+WORKERS = max(1, int(_env_number("BITRIX24_FLEET_WORKERS", 16)))
+MAX_ROWS = int(_env_number("BITRIX24_FLEET_MAX_ROWS", 5000))
+CYCLE_SECONDS = max(60.0, _env_number("BITRIX24_FLEET_CYCLE_SECONDS", 3600))
+SPREAD_SECONDS = min(CYCLE_SECONDS, max(0.0, _env_number("BITRIX24_FLEET_SPREAD_SECONDS", CYCLE_SECONDS)))
+SENSOR_SECONDS = max(1, int(_env_number("BITRIX24_FLEET_SENSOR_SECONDS", 30)))
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def hourly_entities() -> list[Entity]:
+    return [ENTITIES[name] for name in HOURLY]
+
+
+# ---- who rides the fleet, and when ----------------------------------------------------------------
+
+
+def fleet_refusal(
+    latest: Sequence[SyncLog], entities: Sequence[Entity], max_rows: int = MAX_ROWS
+) -> str | None:
+    """Why an account keeps its own run (None: it rides the fleet), from its latest sync-log rows."""
+    by_entity = {log.entity: log for log in latest}
+    for entity in entities:
+        log = by_entity.get(entity.core_entity)
+        if log is None:
+            return f"no {entity.name} sync yet"
+        if log.status not in ("success", "skipped"):
+            return f"latest {entity.name} sync is {log.status}"
+        if (log.records_fetched or 0) > max_rows:
+            return f"latest {entity.name} read was large ({log.records_fetched:,} records)"
+    return None
+
+
+def refusals(store: CoreStore, accounts: Sequence[str], entities: Sequence[Entity]) -> dict[str, str | None]:
+    """:func:`fleet_refusal` of each account (one small query each, a few at a time); an account
+    whose rows cannot be read keeps its own run."""
+
+    def one(account: str) -> str | None:
+        try:
+            return fleet_refusal(store.latest_syncs(account), entities)
+        except Exception as exc:
+            return f"its sync log could not be read ({type(exc).__name__})"
+
+    with ThreadPoolExecutor(8) as pool:
+        return dict(zip(accounts, pool.map(one, accounts), strict=True))
+
+
+def busy_accounts(instance: dg.DagsterInstance) -> set[str]:
+    """Accounts with a run queued or in flight: their partition, or the accounts of a fleet run."""
+    busy: set[str] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
+        if run.job_name == FLEET_JOB:
+            busy.update(_run_accounts(run.run_config))
+        elif partition := run.tags.get("dagster/partition"):
+            busy.add(partition)
+    return busy
+
+
+def _run_accounts(run_config: object) -> list[str]:
+    try:
+        accounts = run_config["ops"][FLEET_OP]["config"]["accounts"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return []
+    return [str(a) for a in accounts] if isinstance(accounts, list) else []
+
+
+@dataclass(frozen=True)
+class Window:
+    """Slots ``[first_slot, end_slot)`` of a cycle, due ``offset`` seconds after the cycle starts."""
+
+    index: int
+    first_slot: int
+    end_slot: int
+    offset: float
+
+
+def windows(accounts: int, max_per_run: int = MAX_PER_RUN, spread: float = SPREAD_SECONDS) -> list[Window]:
+    """As many windows as batches are needed (at most one per slot), evenly over the spread."""
+    count = min(SLOTS, max(1, math.ceil(accounts / max(1, max_per_run))))
+    bounds = [w * SLOTS // count for w in range(count + 1)]
+    return [Window(w, bounds[w], bounds[w + 1], spread * bounds[w] / SLOTS) for w in range(count)]
+
+
+def batches(accounts: Iterable[str], window: Window, max_per_run: int = MAX_PER_RUN) -> list[list[str]]:
+    """The window's accounts (by slot), sorted, cut into runs of at most ``max_per_run``."""
+    members = sorted(a for a in accounts if window.first_slot <= slot_of(a, SLOTS) < window.end_slot)
+    return [members[i : i + max_per_run] for i in range(0, len(members), max_per_run)]
+
+
+def cycle_start(now: float, cycle: float = CYCLE_SECONDS) -> float:
+    return math.floor(now / cycle) * cycle
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+class FleetConfig(dg.Config):
+    """Which accounts one fleet run syncs (account ids; nothing secret)."""
+
+    accounts: list[str] = Field(description="Integration account ids (partition keys) to sync.")
+    workers: int = Field(default=WORKERS, ge=1, le=256, description="Portals synced at the same time.")
+
+
+@dg.op(name=FLEET_OP, out={}, description="Hourly sync of a batch of small portals, one thread per portal.")
+def fleet_sync(
+    context: dg.OpExecutionContext,
+    config: FleetConfig,
+    core: CoreResource,
+    bitrix24: Bitrix24Resource,
+    raw_store: RawStoreResource,
+) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
+    entities = hourly_entities()
+    done = _done_in_run_group(context.instance, context.run_id, entities)
+    accounts = [a for a in dict.fromkeys(config.accounts) if a not in done]
+    if done:
+        context.log.info(f"Re-execution: {len(config.accounts) - len(accounts)} portals were done before.")
+    store = core.get_store()
+    try:
+        companies = store.company_names()
+    except Exception:  # names for the UI are not worth failing a batch over
+        companies = {}
+    fleet = FleetSync(
+        store,
+        lambda account: bitrix24.client_for(account, store),
+        raw_store.get(),
+        context.run_id,
+        entities=entities,
+        options=SyncOptions(),
+        workers=config.workers,
+    )
+    failed: list[PortalResult] = []
+    synced = 0
+    try:
+        for result in fleet.run(accounts):
+            if result.ok:
+                synced += 1
+                yield from portal_events(result, companies, store)
+            else:
+                failed.append(result)
+                context.log.warning(describe(result))
+    except dg.DagsterExecutionInterruptedError:
+        fleet.stop()
+        raise
+    context.log.info(f"Fleet batch: {synced} of {len(accounts)} portals synced, {len(failed)} failed.")
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(accounts)} portals failed; each is named below with its fix, "
+            "and re-executing this run syncs only those: "
+            + " ".join(describe(r) for r in failed[:20])
+            + (f" (and {len(failed) - 20} more)" if len(failed) > 20 else ""),
+            metadata={"failed_accounts": dg.MetadataValue.json([r.account_id for r in failed])},
+            allow_retries=False,
+        )
+
+
+def portal_events(
+    result: PortalResult, companies: dict[str, str], store: CoreStore
+) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
+    """What the per-portal assets would have recorded for this partition."""
+    account, partition = result.account, result.account_id
+    if account is None:
+        return
+    who = account_metadata(account, companies.get(account.company_id))
+    for entry in result.entities:
+        outcome = entry.outcome
+        if outcome is None:
+            continue
+        entity = entry.entity
+        if outcome.skipped is not None:
+            for key in entity.keys:
+                yield dg.AssetObservation(
+                    key, partition=partition, metadata={**who, "skipped": outcome.skipped.reason}
+                )
+            continue
+        read, merged = outcome.read, outcome.merge
+        if read is None or merged is None or read.mapping is None:
+            continue
+        yield dg.AssetMaterialization(
+            entity.raw_key, partition=partition, metadata={**who, **read_metadata(entity, read)}
+        )
+        yield dg.AssetMaterialization(
+            entity.mapped_key, partition=partition, metadata={**who, **map_metadata(entity, read.mapping)}
+        )
+        yield _check(entity.mapped_key, read.mapping.check, who, partition)
+        schema = table_schema(store, entity.table)
+        yield dg.AssetMaterialization(
+            entity.core_key, partition=partition, metadata={**who, **merge_metadata(entity, merged, schema)}
+        )
+        for check in merged.checks:
+            yield _check(entity.core_key, check, who, partition)
+
+
+def _check(asset: str, outcome: CheckOutcome, who: dict[str, Any], partition: str) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey(asset),
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.WARN if outcome.severity == "warn" else dg.AssetCheckSeverity.ERROR,
+        metadata={"partition": partition, **who, **outcome.metadata},
+        partition=partition,
+    )
+
+
+def _done_in_run_group(instance: dg.DagsterInstance, run_id: str, entities: Sequence[Entity]) -> set[str]:
+    """Partitions whose hourly entities were all materialised (or skipped) by an earlier run of this
+    run's group (the run it re-executes, and theirs)."""
+    run = instance.get_run_by_id(run_id)
+    root = run and (run.root_run_id or run.tags.get("dagster/root_run_id"))
+    if not root:
+        return set()
+    group = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": root}))
+    earlier = [root, *(r.run_id for r in group if r.run_id not in (root, run_id))]
+    wanted = {dg.AssetKey(e.core_key) for e in entities}
+    seen: dict[str, set[dg.AssetKey]] = {}
+    for other in earlier:
+        for kind in (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION):
+            for entry in instance.all_logs(other, of_type=kind):
+                event = entry.dagster_event
+                data = getattr(event, "event_specific_data", None) if event else None
+                record = getattr(data, "materialization", None) or getattr(data, "asset_observation", None)
+                if record is not None and record.partition and record.asset_key in wanted:
+                    seen.setdefault(record.partition, set()).add(record.asset_key)
+    return {partition for partition, keys in seen.items() if keys >= wanted}
+
+
+@dg.job(
+    name=FLEET_JOB,
+    executor_def=dg.in_process_executor,
+    tags={TRIGGER_TAG: "fleet"},
+    description="The hourly sync of a batch of small portals in one run (bitrix24_fleet_sensor); each "
+    "portal keeps its partition, materializations, checks and sync-log rows.",
+)
+def fleet_job() -> None:
+    fleet_sync()
+
+
+# ---- the sensor -----------------------------------------------------------------------------------
+
+
+@dg.sensor(
+    name="bitrix24_fleet_sensor",
+    job=fleet_job,
+    minimum_interval_seconds=SENSOR_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING if FLEET_ENABLED else dg.DefaultSensorStatus.STOPPED,
+    description="Hourly sync of small, healthy portals in batches (bitrix24_fleet_job), spread over the "
+    "hour by account; new, failing and large portals keep their own runs (bitrix24_hourly_sync).",
+)
+def fleet_sensor(context: dg.SensorEvaluationContext, core: CoreResource) -> dg.SensorResult | dg.SkipReason:
+    if not FLEET_ENABLED:
+        return dg.SkipReason("BITRIX24_FLEET=off: every account has its own hourly run.")
+    return plan_tick(context, core, time.time())
+
+
+def plan_tick(context: dg.SensorEvaluationContext, core: CoreResource, now: float) -> dg.SensorResult:
+    """The batches that became due since the last tick of this cycle (the cursor remembers them)."""
+    keys = context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)
+    start = cycle_start(now)
+    cursor = _cursor(context.cursor)
+    if cursor.get("cycle") != start:
+        cursor = {"cycle": start, "windows": len(windows(len(keys))), "next": 0}
+    plan = windows(len(keys), MAX_PER_RUN)
+    plan = plan if len(plan) == cursor["windows"] else windows(cursor["windows"] * MAX_PER_RUN)
+    due = [w for w in plan[cursor["next"] :] if start + w.offset <= now]
+    if not due:
+        return dg.SensorResult(skip_reason=dg.SkipReason("No batch due yet."), cursor=json.dumps(cursor))
+    busy = busy_accounts(context.instance)
+    members = [a for w in due for batch in batches(keys, w) for a in batch if a not in busy]
+    with core.store() as store:
+        refused = refusals(store, members, hourly_entities())
+    cycle = datetime.fromtimestamp(start, UTC).isoformat()
+    requests = []
+    for window in due:
+        riding = [a for a in members if refused.get(a, "busy") is None]
+        for k, batch in enumerate(batches(riding, window)):
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"fleet:{cycle}:{window.index}:{k}",
+                    run_config={"ops": {FLEET_OP: {"config": {"accounts": batch}}}},
+                    tags={
+                        CYCLE_TAG: cycle,
+                        BATCH_TAG: f"{window.index}.{k}",
+                        "bitrix24/fleet_size": str(len(batch)),
+                    },
+                )
+            )
+    cursor["next"] = due[-1].index + 1
+    riders = sum(1 for r in refused.values() if r is None)
+    context.log.info(
+        f"Cycle {cycle}: windows {due[0].index}-{due[-1].index} due, {riders} portals in "
+        f"{len(requests)} runs, {len(busy & set(keys))} busy, {len(refused) - riders} on their own runs."
+    )
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+
+def _cursor(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        value = {}
+    return value if isinstance(value, dict) and {"cycle", "windows", "next"} <= set(value) else {}
+
+
+def own_run_accounts(instance: dg.DagsterInstance, store: CoreStore, keys: Sequence[str]) -> list[str]:
+    """The accounts the hourly schedule gives a run each: all of them with the fleet off, else those
+    the fleet refuses (new, failing, large); never one with a run queued or in flight."""
+    busy = busy_accounts(instance)
+    keys = [k for k in keys if k not in busy]
+    if not FLEET_ENABLED:
+        return keys
+    refused = refusals(store, keys, hourly_entities())
+    return [k for k in keys if refused.get(k) is not None]

@@ -1,0 +1,176 @@
+"""The fleet under a real Dagster instance: one run syncs a batch of portals from the sandbox over
+HTTP into embedded Postgres, records per-partition materializations and checks, fails only for
+the portal that failed, and a re-execution syncs only that one. The sensor's spread, batching and
+dedup are checked against a real instance and Core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.test_utils import create_run_for_test
+
+from bitrix24_assets.core import CoreStore
+from bitrix24_assets.defs.assets import ALL_ASSETS
+from bitrix24_assets.defs.fleet import (
+    FLEET_JOB,
+    FLEET_OP,
+    SLOTS,
+    batches,
+    fleet_job,
+    fleet_refusal,
+    hourly_entities,
+    own_run_accounts,
+    plan_tick,
+    windows,
+)
+from bitrix24_assets.defs.partitions import integration_accounts
+from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
+from bitrix24_assets.pipeline.fleet import slot_of
+from bitrix24_assets.sandbox import SandboxHandle
+from tests.defs.conftest import SANDBOX_TIME_SCALE, add_account, query
+
+HOURLY = hourly_entities()  # the registry's hourly entities, whatever they are
+
+
+def _defs(core: CoreResource, tmp_path: Path) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[fleet_job],
+        resources={
+            "core": core,
+            "bitrix24": Bitrix24Resource(time_scale=SANDBOX_TIME_SCALE),
+            "raw_store": RawStoreResource(base_dir=str(tmp_path / "storage")),
+        },
+    )
+
+
+def _materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, dg.AssetMaterialization]]:
+    out: dict[str, dict[str, dg.AssetMaterialization]] = {}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        event = entry.dagster_event
+        assert event is not None
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        assert mat.partition is not None
+        out.setdefault(mat.partition, {})[mat.asset_key.to_user_string()] = mat
+    return out
+
+
+def test_a_fleet_run_materialises_each_portal_and_a_reexecution_syncs_only_the_failed_one(
+    sandbox: SandboxHandle,
+    core_resource: CoreResource,
+    core_store: CoreStore,
+    core_dsn: str,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    good = [add_account(core_store, sandbox.webhook_url, f"Co {i}", f"portal-{i}") for i in range(3)]
+    revoked_url = sandbox.webhook_url.replace("/rest/1/", "/rest/1/x")
+    revoked = add_account(core_store, revoked_url, "Revoked Co", "revoked-portal")
+    instance.add_dynamic_partitions(integration_accounts.name, [*good, revoked])
+    job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
+    config = {"ops": {FLEET_OP: {"config": {"accounts": [*good, revoked], "workers": 3}}}}
+
+    first = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
+
+    assert not first.success
+    (failure,) = [e for e in first.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    text = str(failure.step_failure_data.user_failure_data.description)  # type: ignore[union-attr]
+    assert "1 of 4 portals failed" in text and "revoked-portal" in text
+    assert revoked_url.rstrip("/").rsplit("/", 1)[-1] not in text  # the secret never shows
+    materialized = _materialized(instance, first.run_id)
+    assert set(materialized) == set(good)  # the failed portal has none
+    keys = {key for e in HOURLY for key in e.keys}
+    for account in good:
+        assert set(materialized[account]) == keys
+        core_tasks = materialized[account]["core_tasks"].metadata
+        rows = query(core_dsn, "select count(*) from core.tasks where integration_account_id = %s", account)
+        assert core_tasks["dagster/row_count"].value == rows[0][0] == len(sandbox.state.tasks.rows)
+        assert core_tasks["account"].value == f"portal-{good.index(account)}"
+        assert {"company", "portal", "inserted", "dagster/table_name"} <= set(core_tasks)
+        assert "dagster/row_count" in materialized[account]["bitrix_users"].metadata
+    # checks are stored per partition
+    check = dg.AssetCheckKey(dg.AssetKey("core_employees"), "core_employees_count_matches_source")
+    records = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+    assert {r.partition for r in records} == set(good)  # type: ignore[attr-defined]
+    assert all(r.status.value == "SUCCEEDED" for r in records)
+
+    # fix the webhook and re-execute: only the failed portal is synced again
+    core_store.update_account(revoked, credentials={"webhook_url": sandbox.webhook_url})
+    second = job.execute_in_process(
+        instance=instance,
+        run_config=config,
+        tags={"dagster/parent_run_id": first.run_id, "dagster/root_run_id": first.run_id},
+    )
+    assert second.success
+    assert set(_materialized(instance, second.run_id)) == {revoked}
+    logs = query(
+        core_dsn,
+        "select integration_account_id::text, run_id, status from core.integration_sync_logs "
+        "order by started_at",
+    )
+    assert {(a, r) for a, r, _ in logs if a in good} == {(a, first.run_id) for a in good}
+    revoked_logs = [(r, s) for a, r, s in logs if a == revoked]
+    assert {s for r, s in revoked_logs if r == first.run_id} == {"failed"}
+    assert [s for r, s in revoked_logs if r == second.run_id] == ["success"] * len(HOURLY)
+
+
+def test_windows_cut_the_hour_into_batches_and_every_account_lands_in_one() -> None:
+    assert [(w.first_slot, w.end_slot, w.offset) for w in windows(200, 500, 3600)] == [(0, SLOTS, 0.0)]
+    plan = windows(1_200, 500, 3600)
+    assert [(w.first_slot, w.end_slot, w.offset) for w in plan] == [
+        (0, 20, 0.0),
+        (20, 40, 1200.0),
+        (40, 60, 2400.0),
+    ]
+    accounts = [f"00000000-0000-0000-0000-{i:012d}" for i in range(1_200)]
+    placed = [a for w in plan for batch in batches(accounts, w, 500) for a in batch]
+    assert sorted(placed) == sorted(accounts)  # each exactly once
+    assert all(len(b) <= 500 for w in plan for b in batches(accounts, w, 500))
+    assert windows(40_000, 500, 3600)[-1].end_slot == SLOTS and len(windows(40_000, 500, 3600)) == SLOTS
+    assert all(slot_of(a, SLOTS) < 20 for a in batches(accounts, plan[0], 10_000)[0])
+
+
+def _history(store: CoreStore, account: str, records: int = 10, status: str = "success") -> None:
+    for entity in HOURLY:
+        sync = store.start_sync(account, entity.core_entity, "earlier-run")
+        store.finish_sync(sync, status=status, records_fetched=records)  # type: ignore[arg-type]
+
+
+def test_the_sensor_batches_small_healthy_portals_and_leaves_the_rest_their_own_runs(
+    core_resource: CoreResource, core_store: CoreStore, instance: dg.DagsterInstance
+) -> None:
+    small = [add_account(core_store, "http://127.0.0.1:9/rest/1/t/", f"Small {i}", f"s{i}") for i in range(5)]
+    large = add_account(core_store, "http://127.0.0.1:9/rest/1/t/", "Large", "large")
+    new = add_account(core_store, "http://127.0.0.1:9/rest/1/t/", "New", "new")
+    busy = small[0]
+    for account in small:
+        _history(core_store, account)
+    _history(core_store, large, records=100_000)
+    instance.add_dynamic_partitions(integration_accounts.name, [*small, large, new])
+    create_run_for_test(
+        instance,
+        job_name="bitrix24_sync_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": busy},
+    )
+    assert (
+        fleet_refusal(core_store.latest_syncs(large), HOURLY)
+        == "latest employees read was large (100,000 records)"
+    )
+    assert fleet_refusal([], HOURLY) == "no employees sync yet"
+
+    now = 1_800_000_000.0  # the cycle of this hour; spread over the hour, one window when few accounts
+    with dg.build_sensor_context(instance=instance, resources={"core": core_resource}) as context:
+        result = plan_tick(context, core_resource, now)
+        (request,) = result.run_requests or []
+        assert sorted(request.run_config["ops"][FLEET_OP]["config"]["accounts"]) == sorted(small[1:])
+        assert request.tags["bitrix24/fleet_cycle"].startswith("2027-01-15T08:00")
+        # the same cycle's next tick requests nothing again
+        context.update_cursor(result.cursor)
+        again = plan_tick(context, core_resource, now + 60)
+        assert not again.run_requests
+
+    with core_resource.store() as store:
+        own = own_run_accounts(instance, store, [*small, large, new])
+    assert sorted(own) == sorted([large, new])  # the busy one is not queued twice either
