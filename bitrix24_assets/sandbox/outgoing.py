@@ -2,7 +2,9 @@
 retry.
 
 The portal calls :meth:`EventSender.emit` after every write (API or admin). When a handler URL and
-application token are configured, one POST per change is scheduled on the event loop:
+application token are configured (an outgoing webhook), and for every handler an installed OAuth app
+bound to the event with ``event.bind`` (with that app's application token), one POST per change is
+scheduled on the event loop:
 
     event=ONTASKUPDATE&event_handler_id=1&data[FIELDS_BEFORE][ID]=123&...&ts=1766047124
     &auth[domain]=...&auth[client_endpoint]=...&auth[server_endpoint]=...&auth[member_id]=...
@@ -46,7 +48,9 @@ class EventSender:
         self.handler_url = handler_url or None
         self.application_token = application_token or None
 
-    def payload(self, event: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    def payload(
+        self, event: str, data: dict[str, Any], application_token: str | None = None
+    ) -> list[tuple[str, str]]:
         portal = self.portal
         pairs = [("event", event), ("event_handler_id", str(portal.config.event_handler_id))]
         pairs += http_build_query({"data": data})
@@ -58,24 +62,30 @@ class EventSender:
                     "client_endpoint": f"{portal.base_url}/rest/",
                     "server_endpoint": "https://oauth.bitrix.info/rest/",
                     "member_id": portal.member_id,
-                    "application_token": self.application_token or "",
+                    "application_token": application_token or self.application_token or "",
                 }
             }
         )
         return pairs
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
-        """Schedule one POST (if configured). Must be called on the server's event loop."""
-        if not self.configured:
+        """Schedule one POST to the outgoing webhook (if configured) and one to each handler an
+        installed OAuth app bound to ``event`` (with that app's application token). Must be called
+        on the server's event loop."""
+        targets = [(self.handler_url or "", urlencode(self.payload(event, data)))] if self.configured else []
+        for app in self.portal.oauth.apps.values():
+            for url in app.bindings.get(event, []) if app.installed else []:
+                targets.append((url, urlencode(self.payload(event, data, app.application_token))))
+        if not targets:
             return
-        body = urlencode(self.payload(event, data))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - writes always happen on the loop
             return
-        task = loop.create_task(self._send(self.handler_url or "", body))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for url, body in targets:
+            task = loop.create_task(self._send(url, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send(self, url: str, body: str) -> None:
         """POST once to the handler configured when the change happened; count, never retry."""

@@ -43,17 +43,17 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from bitrix24_assets.bitrix24.events import EventPayloadError, parse_form, verify_application_token
+from bitrix24_assets.bitrix24.events import EventName, EventPayloadError, parse_form, verify_application_token
 from bitrix24_assets.bitrix24.oauth import DEFAULT_TOKEN_URL
 from bitrix24_assets.core import CoreError, CoreStore, IntegrationAccount
 
-from .install_form import AppInstall, AppUninstall, InstallPayloadError, parse_app_request
+from .install_form import UNINSTALL_EVENT, AppInstall, AppUninstall, InstallPayloadError, parse_app_request
 from .install_verify import (
     InstallRefused,
     InstallUnverifiable,
     VerifiedInstall,
     bind_app_events,
-    events_to_bind,
+    lifecycle_events,
     verify_install,
 )
 
@@ -169,8 +169,6 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
     except InstallUnverifiable as exc:
         raise Refused(503, str(exc)) from None
     oauth = verified.credentials(config.client_id, config.client_secret, config.token_url)
-    handler = f"{(config.public_url or base_url).rstrip('/')}{APP_EVENTS_PATH}"
-    bound = bind_app_events(oauth, handler, events_to_bind(request))
     credentials = {
         **oauth.to_storage(),
         "domain": verified.domain,
@@ -184,17 +182,33 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
         "oauth_app": {
             "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "scope": list(verified.scope),
-            "uninstall_event_bound": bound,
         },
         UNINSTALLED_AT: None,
     }
     try:
-        return _store_install(store, verified, credentials, settings, config)
+        answer = _store_install(store, verified, credentials, settings, config)
     except CoreError as exc:
         logger.error("Could not store the install on %s: %s", verified.domain, exc)
         raise Refused(
             503, f"Core is not reachable; the install on {verified.domain} was not stored, install it again."
         ) from None
+    public = (config.public_url or base_url).rstrip("/")
+    bindings = [(event, public + APP_EVENTS_PATH) for event in lifecycle_events(request)]
+    bindings += [(event.value, f"{public}/bitrix24/events/{answer['account_id']}") for event in EventName]
+    failed = bind_app_events(oauth, bindings)
+    answer["events_not_bound"] = failed
+    if failed:
+        logger.warning(
+            "Account %s: Bitrix24 did not bind %s for the application on %s; %s",
+            answer["account_id"],
+            ", ".join(failed),
+            verified.domain,
+            "uninstalling it will not disable the account (run `bitrix24-core accounts disable "
+            f"{answer['account_id']}` then)."
+            if UNINSTALL_EVENT in failed
+            else "those changes reach Core with the scheduled syncs.",
+        )
+    return answer
 
 
 def _store_install(

@@ -9,10 +9,9 @@ be the portal the request names. Then the portal itself must accept the new acce
 (``app.info``). Bitrix24 rotates refresh tokens (docs/bitrix24-rest-api.md §1.1), so the pair this
 returns is the one to store; the request's pair is spent, and a replayed install is refused.
 
-Finally the application binds ``ONAPPUNINSTALL`` (and ``ONAPPINSTALL`` when the request carried no
-application token, so that the token arrives with that event) to the receiver: Bitrix24 sends an
-application's events only to handlers it bound with ``event.bind``
-(api-reference/events/event-bind). A failed binding is logged, not fatal: the account still syncs.
+``bind_app_events`` then binds the application's events to the receiver: Bitrix24 sends an
+application's events only to handlers it bound with ``event.bind`` (api-reference/events/event-bind).
+A failed binding is logged, not fatal: the account still syncs on schedule.
 """
 
 from __future__ import annotations
@@ -28,7 +27,14 @@ from bitrix24_assets.bitrix24 import Bitrix24Client, Bitrix24Error, OAuthCredent
 
 from .install_form import INSTALL_EVENT, UNINSTALL_EVENT, AppInstall
 
-__all__ = ["InstallRefused", "InstallUnverifiable", "VerifiedInstall", "bind_app_events", "verify_install"]
+__all__ = [
+    "InstallRefused",
+    "InstallUnverifiable",
+    "VerifiedInstall",
+    "bind_app_events",
+    "lifecycle_events",
+    "verify_install",
+]
 
 logger = logging.getLogger("bitrix24_assets.webhooks.install")
 
@@ -175,30 +181,36 @@ def _portal_accepts(
     return verified
 
 
-def bind_app_events(oauth: OAuthCredentials, handler_url: str, events: Iterable[str]) -> bool:
-    """Bind each event to ``handler_url`` unless already bound; False (logged) if Bitrix24 refused."""
-    try:
-        with Bitrix24Client(oauth=oauth, timeout=TIMEOUT_SECONDS) as client:
+def bind_app_events(oauth: OAuthCredentials, bindings: Iterable[tuple[str, str]]) -> list[str]:
+    """Bind each ``(event, handler URL)`` the application has not bound yet; the events that failed.
+
+    One failure (e.g. a scope the application lacks) does not stop the others; each is logged.
+    """
+    failed: list[str] = []
+    with Bitrix24Client(oauth=oauth, timeout=TIMEOUT_SECONDS) as client:
+        try:
             bound = client.call("event.get")
-            existing = {
-                (str(b.get("event", "")).upper(), str(b.get("handler", "")))
-                for b in (bound if isinstance(bound, list) else [])
-                if isinstance(b, dict)
-            }
-            for event in events:
-                if (event, handler_url) not in existing:
-                    client.call("event.bind", {"event": event, "handler": handler_url}, idempotent=False)
-    except Bitrix24Error as exc:
-        logger.warning(
-            "Could not bind the application's events on %s (%s): uninstalling it there will not "
-            "disable its account; run `bitrix24-core accounts disable <id>` then.",
-            oauth.domain,
-            exc.code,
-        )
-        return False
-    return True
+        except Bitrix24Error as exc:
+            logger.warning(
+                "Could not list the application's event handlers on %s (%s).", oauth.domain, exc.code
+            )
+            return [event for event, _ in bindings]
+        existing = {
+            (str(b.get("event", "")).upper(), str(b.get("handler", "")))
+            for b in (bound if isinstance(bound, list) else [])
+            if isinstance(b, dict)
+        }
+        for event, handler in bindings:
+            if (event, handler) in existing:
+                continue
+            try:
+                client.call("event.bind", {"event": event, "handler": handler}, idempotent=False)
+            except Bitrix24Error as exc:
+                logger.warning("Could not bind %s on %s (%s).", event, oauth.domain, exc.code)
+                failed.append(event)
+    return failed
 
 
-def events_to_bind(request: AppInstall) -> tuple[str, ...]:
+def lifecycle_events(request: AppInstall) -> tuple[str, ...]:
     """ONAPPUNINSTALL always; ONAPPINSTALL too when the request had no application token to store."""
     return (UNINSTALL_EVENT,) if request.application_token else (UNINSTALL_EVENT, INSTALL_EVENT)

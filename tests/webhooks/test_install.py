@@ -19,12 +19,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bitrix24_assets.bitrix24.events import EventName
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.sandbox import SandboxHandle
 from bitrix24_assets.webhooks import create_app
 from bitrix24_assets.webhooks.install import APP_EVENTS_PATH, INSTALL_PATH, AppSettings, find_portal_account
-from tests.webhooks.conftest import FORM, event_body
-from tests.webhooks.test_end_to_end import serving
+from tests.webhooks.conftest import FORM
+from tests.webhooks.test_end_to_end import serving, wait_for_pending
 
 
 def _admin(portal: SandboxHandle, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -103,15 +104,18 @@ def test_install_creates_the_account_and_a_reinstall_updates_it(
         # the stored tokens work against the portal
         reply = httpx.post(portal.base_url + "/rest/profile", json={"auth": creds["access_token"]})
         assert reply.json()["result"]["ID"] == "1"
-        # ONAPPUNINSTALL is bound to the receiver's application endpoint
+        # ONAPPUNINSTALL is bound to the receiver's application endpoint, the sync events to the account's
         app_state = portal.portal.oauth.apps[app["client_id"]]
-        assert app_state.bindings == {"ONAPPUNINSTALL": [receiver + APP_EVENTS_PATH]}
-        # events for the account are authenticated with the application token stored at install
-        event = event_body(
-            token=first["application_token"], domain=portal.portal.domain, member_id=portal.portal.member_id
-        )
-        stored = httpx.post(f"{receiver}/bitrix24/events/{account.id}", content=event, headers=FORM)
-        assert stored.status_code == 200, stored.text
+        expected = {"ONAPPUNINSTALL": [receiver + APP_EVENTS_PATH]}
+        expected |= {e.value: [f"{receiver}/bitrix24/events/{account.id}"] for e in EventName}
+        assert app_state.bindings == expected
+        assert first["answer"].count('"events_not_bound":[]') == 1
+        # a change in the portal reaches the account's inbox through those bindings, authenticated
+        # with the application token stored at install
+        portal.admin.update_task(3, TITLE="Changed after the install")
+        wait_for_pending(core_store, 1)
+        (event,) = core_store.pending_events()
+        assert (event.integration_account_id, event.event) == (account.id, "ONTASKUPDATE")
 
         second = install(portal, receiver, app["client_id"])
         assert second["status"] == 200 and '"created":false' in second["answer"].replace(" ", "")
@@ -119,7 +123,7 @@ def test_install_creates_the_account_and_a_reinstall_updates_it(
         assert [a.id for a in again] == [account.id]
         assert again[0].credentials.get_secret_value()["application_token"] == second["application_token"]
         assert second["application_token"] != first["application_token"]
-        assert app_state.bindings == {"ONAPPUNINSTALL": [receiver + APP_EVENTS_PATH]}  # not bound twice
+        assert app_state.bindings == expected  # nothing bound twice
 
 
 def test_the_installer_page_variant_answers_with_install_finish(
