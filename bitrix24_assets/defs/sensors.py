@@ -5,7 +5,9 @@ keys: new or re-activated accounts get a partition and one full-sync run; accoun
 set to any status other than ``active``/``error`` lose their partition (accounts in error keep
 theirs, so they recover by themselves). The run key holds the account's ``updated_at``, so a
 re-activated account is synced again (run keys dedupe forever per sensor). Work per tick is one
-query plus two set differences, fine for thousands of accounts.
+query plus two set differences, fine for thousands of accounts. Accounts that a Bitrix24
+application's install creates (``webhooks/install.py``) are onboarded the same way, and its
+uninstall disables the account, so the partition goes and the syncs stop.
 """
 
 import dagster as dg

@@ -5,7 +5,9 @@
 ``install_form`` reads. An install is stored only after ``install_verify`` proved it (the OAuth
 server accepted its refresh token for this application's ``client_id``/``client_secret`` and named
 the same portal, and the portal accepted the new token); an uninstall only when its application
-token equals the one stored at install (``hmac.compare_digest``).
+token equals the one stored at install (``hmac.compare_digest``). After storing an install, the
+application binds ``ONAPPUNINSTALL`` to ``/bitrix24/app/events`` and the sync events to the
+account's ``/bitrix24/events/<account id>``, so no outgoing webhook has to be set up by hand.
 
 An account is the portal's ``member_id`` (migration 0006's portal key): an install of a portal that
 already has an account, in any company, updates that account (tokens, application token) instead
@@ -251,7 +253,7 @@ def find_portal_account(store: CoreStore, member_id: str) -> IntegrationAccount 
     wanted = member_id.strip().lower()
     for account in store.list_accounts(provider="bitrix24"):
         stored = account.credentials.get_secret_value().get("member_id") or account.settings.get("member_id")
-        if isinstance(stored, str) and stored.strip().lower() == wanted:
+        if stored is not None and str(stored).strip().lower() == wanted:
             return account
     return None
 
