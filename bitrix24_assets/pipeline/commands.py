@@ -30,7 +30,14 @@ from typing import Any
 from bitrix24_assets.bitrix24 import Bitrix24Client, errors
 from bitrix24_assets.core.commands import CommandOutbox, IntegrationCommand
 
-__all__ = ["CommandRejected", "CommandsOutcome", "execute_commands", "prepare_command", "send_command"]
+__all__ = [
+    "CommandRejected",
+    "CommandsOutcome",
+    "PeopleByEmail",
+    "execute_commands",
+    "prepare_command",
+    "send_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,7 @@ def execute_commands(
     """
     outcome = CommandsOutcome(account_id)
     who = f"Bitrix24 account '{account_name or account_id}'"
+    people = PeopleByEmail(client)
     done = 0
     while max_commands is None or done < max_commands:
         limit = CLAIM_BATCH if max_commands is None else min(CLAIM_BATCH, max_commands - done)
@@ -87,7 +95,7 @@ def execute_commands(
         if not batch:
             break
         for index, command in enumerate(batch):
-            status = _carry_out(outbox, client, command, who)
+            status = _carry_out(outbox, client, command, who, people)
             done += 1
             getattr(outcome, status).append(command.id)
             if on_command is not None:
@@ -104,11 +112,17 @@ def execute_commands(
     return outcome
 
 
-def _carry_out(outbox: CommandOutbox, client: Bitrix24Client, command: IntegrationCommand, who: str) -> str:
+def _carry_out(
+    outbox: CommandOutbox,
+    client: Bitrix24Client,
+    command: IntegrationCommand,
+    who: str,
+    people: PeopleByEmail | None = None,
+) -> str:
     """Send one claimed command and store its outcome; returns the outcome's field name."""
     what = f"{who}: command {command.id} ({command.kind})"
     try:
-        write = prepare_command(client, command)  # reads only (e-mail look-ups): nothing sent yet
+        write = prepare_command(client, command, people)  # reads only (e-mail look-ups): nothing sent yet
     except CommandRejected as exc:
         outbox.mark_failed(command.id, f"{what} was not sent: {exc}.")
         return "failed"
@@ -152,7 +166,9 @@ def send_command(client: Bitrix24Client, command: IntegrationCommand) -> str:
     return prepare_command(client, command)()
 
 
-def prepare_command(client: Bitrix24Client, command: IntegrationCommand) -> Callable[[], str]:
+def prepare_command(
+    client: Bitrix24Client, command: IntegrationCommand, people: PeopleByEmail | None = None
+) -> Callable[[], str]:
     """Check the payload and look up the people it names (reads only); returns the one write call,
     which returns the id Bitrix24 gave the new object.
 
@@ -166,20 +182,21 @@ def prepare_command(client: Bitrix24Client, command: IntegrationCommand) -> Call
 
     People are found by exact e-mail only (:meth:`Bitrix24Client.get_user_by_email`).
     """
+    user_id = (people or PeopleByEmail(client)).user_id
     payload = command.payload
     if command.kind == "notification":
         email = _text(payload, "email")
         message = _text(payload, "message")
-        user_id = _user_id(client, email)
+        to = user_id(email)
         personal = payload.get("personal") is True
-        return lambda: str(client.notify(user_id, message, personal=personal))
+        return lambda: str(client.notify(to, message, personal=personal))
     fields = payload.get("fields")
     if not isinstance(fields, Mapping):
         raise CommandRejected("its payload has no 'fields' object")
     params: dict[str, Any] = dict(fields)
     if command.kind == "task":
         if payload.get("responsible_email") is not None:
-            params["RESPONSIBLE_ID"] = _user_id(client, _text(payload, "responsible_email"))
+            params["RESPONSIBLE_ID"] = user_id(_text(payload, "responsible_email"))
         if not params.get("TITLE") or not params.get("RESPONSIBLE_ID"):
             raise CommandRejected(
                 "a task needs fields.TITLE and fields.RESPONSIBLE_ID (or responsible_email)"
@@ -191,7 +208,7 @@ def prepare_command(client: Bitrix24Client, command: IntegrationCommand) -> Call
 
         return add_task
     if payload.get("owner_email") is not None:
-        params.update(type="user", ownerId=_user_id(client, _text(payload, "owner_email")))
+        params.update(type="user", ownerId=user_id(_text(payload, "owner_email")))
     return lambda: str(client.create_event(params))
 
 
@@ -202,10 +219,22 @@ def _text(payload: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _user_id(client: Bitrix24Client, email: str) -> int:
-    """The Bitrix24 user whose e-mail is exactly ``email``; a read, so nothing is sent yet."""
-    user = client.get_user_by_email(email)
-    raw = str((user or {}).get("ID") or "")
-    if not raw.isascii() or not raw.isdigit():
-        raise CommandRejected(NO_SUCH_USER)
-    return int(raw)
+class PeopleByEmail:
+    """Bitrix24 users by exact e-mail, each address asked once per pass (a queue of notifications to
+    the same people would otherwise cost one ``user.get`` per command of the portal's rate)."""
+
+    def __init__(self, client: Bitrix24Client) -> None:
+        self._client = client
+        self._ids: dict[str, int | None] = {}
+
+    def user_id(self, email: str) -> int:
+        """The user whose e-mail is exactly ``email``; a read, so nothing is sent yet."""
+        key = email.strip().lower()
+        if key not in self._ids:
+            user = self._client.get_user_by_email(email)
+            raw = str((user or {}).get("ID") or "")
+            self._ids[key] = int(raw) if raw.isascii() and raw.isdigit() else None
+        found = self._ids[key]
+        if found is None:
+            raise CommandRejected(NO_SUCH_USER)
+        return found
