@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,9 @@ INSTALL_PATH = "/bitrix24/app/install"
 APP_EVENTS_PATH = "/bitrix24/app/events"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 UNINSTALLED_AT = "app_uninstalled_at"
+# Installs are rare; one at a time per process, so two deliveries of one new portal's install (the
+# installer page and the ONAPPINSTALL bound for its token) cannot both create its company and account.
+_STORING = threading.Lock()
 
 
 class AppSettings(BaseSettings):
@@ -188,7 +192,8 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
         UNINSTALLED_AT: None,
     }
     try:
-        answer = _store_install(store, verified, credentials, settings, config)
+        with _STORING:
+            answer = _store_install(store, verified, credentials, settings, config)
     except CoreError as exc:
         logger.error("Could not store the install on %s: %s", verified.domain, exc)
         raise Refused(

@@ -291,6 +291,7 @@ def test_tokens_and_the_client_secret_never_reach_logs_answers_or_repr(
             replay.text,
             *(d["answer"] for d in gone["delivered"]),
             repr(account),
+            repr(settings_for(app)),
             str(account.model_dump(mode="json")),
             account.status_message or "",
         ]
