@@ -11,8 +11,10 @@ budget are spent by one run at a time, and within the run one client serves the 
 - ``bitrix24_commands_sensor`` (running, 15 s): one run per account with pending commands whose
   partition exists; ``run_key`` = ``commands:<account>:<highest pending id>`` (plus the most
   attempts among them when commands went back to pending after a rate limit), so a tick never
-  requests the same commands twice and a new command always gets a run. An account that already
-  has a commands run queued is left to it (that run claims whatever is pending when it starts).
+  requests the same commands twice and a new command always gets a run. An account with a run
+  queued or in flight (a sync, a fleet batch, or commands) gets its run on a later tick: a queued
+  commands run claims whatever is pending when it starts, and fleet batch runs hold no per-portal
+  tag, so this is what keeps a commands run from overlapping a fleet run of its portal.
 - ``bitrix24_commands_job``: output metadata ``sent`` / ``failed`` / ``unknown`` / ``released`` and
   the command ids of each, plus run tags with the counts (the Runs page). A command whose outcome
   is unknown fails the run with one sentence naming the account, the ids and how to resolve them.
@@ -22,6 +24,7 @@ import dagster as dg
 
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.core.commands import CommandOutbox, IntegrationCommand, PendingAccount
+from bitrix24_assets.defs.fleet import busy_accounts
 from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME, integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource
 from bitrix24_assets.defs.tags import TRIGGER_TAG, tags_by_account
@@ -106,19 +109,6 @@ def run_key(pending: PendingAccount) -> str:
     return f"{key}:{pending.max_attempts}" if pending.max_attempts else key
 
 
-def _queued(instance: dg.DagsterInstance, account_id: str) -> bool:
-    return bool(
-        instance.get_runs(
-            filters=dg.RunsFilter(
-                job_name=COMMANDS_JOB,
-                tags={"dagster/partition": account_id},
-                statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
-            ),
-            limit=1,
-        )
-    )
-
-
 def build_commands_sensor(
     *, name: str = "bitrix24_commands_sensor", minimum_interval_seconds: int = TICK_SECONDS
 ) -> dg.SensorDefinition:
@@ -143,14 +133,17 @@ def _evaluate(context: dg.SensorEvaluationContext, store: CoreStore) -> dg.Senso
         return dg.SensorResult(skip_reason="No pending commands.")
     known = set(context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME))
     waiting = [p for p in pending if p.account_id not in known]
-    due = [p for p in pending if p.account_id in known and not _queued(context.instance, p.account_id)]
+    busy = busy_accounts(context.instance)
+    due = [p for p in pending if p.account_id in known and p.account_id not in busy]
     if waiting:
         context.log.info(
             f"{len(waiting)} accounts have pending commands but no partition yet (not onboarded or "
             "disabled); their commands wait."
         )
     if not due:
-        return dg.SensorResult(skip_reason=f"{len(pending)} accounts with pending commands, none due now.")
+        return dg.SensorResult(
+            skip_reason=f"{len(pending)} accounts with pending commands, none without a run in flight now."
+        )
     names = tags_by_account(store)
     return dg.SensorResult(
         run_requests=[

@@ -138,3 +138,37 @@ def test_the_job_is_no_asset_and_shares_the_per_portal_run_limit() -> None:
     config = yaml.safe_load((Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+def test_an_account_with_a_run_queued_or_in_flight_waits_for_a_later_tick(
+    core_store: CoreStore, core_resource: CoreResource, instance: dg.DagsterInstance
+) -> None:
+    from dagster._core.test_utils import create_run_for_test
+
+    from bitrix24_assets.defs.fleet import FLEET_JOB, FLEET_OP
+
+    a = add_account(core_store, "https://a.bitrix24.ru/rest/1/s3cr3tt0ken/", name="a")
+    b = add_account(core_store, "https://b.bitrix24.ru/rest/1/s3cr3tt0ken/", name="b")
+    c = add_account(core_store, "https://c.bitrix24.ru/rest/1/s3cr3tt0ken/", name="c")
+    instance.add_dynamic_partitions(integration_accounts.name, [a, b, c])
+    outbox = CommandOutbox(core_store)
+    for account in (a, b, c):
+        outbox.enqueue(account, "notification", {"email": EMAIL, "message": "Hi"}, "n1")
+    # a fleet batch run with account a holds no per-portal tag: only the sensor keeps them apart
+    fleet = create_run_for_test(
+        instance,
+        job_name=FLEET_JOB,
+        run_config={"ops": {FLEET_OP: {"config": {"accounts": [a]}}}},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    queued = create_run_for_test(  # a commands run of c not started yet will claim c's commands
+        instance,
+        job_name="bitrix24_commands_job",
+        tags={"dagster/partition": c},
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    assert [r.partition_key for r in evaluate(instance, core_resource).run_requests or []] == [b]
+    instance.report_run_canceled(fleet)
+    instance.report_run_canceled(queued)
+    requested = sorted(r.partition_key or "" for r in evaluate(instance, core_resource).run_requests or [])
+    assert requested == sorted([a, b, c])
