@@ -279,7 +279,10 @@ async def install_app(portal: Portal, body: dict[str, Any]) -> dict[str, Any]:
 
     ``body``: ``handler_url`` (required), ``client_id`` (an app made by ``/oauth/apps``; a new one
     when absent, with ``scopes``/``user_id``/``expires_in``), ``variant`` (``"event"``: the
-    installation callback / ONAPPINSTALL form, default; ``"placement"``: the installer page).
+    installation callback / ONAPPINSTALL form, default; ``"placement"``: the installer page),
+    ``page_token`` (placement only, default true: false leaves ``APPLICATION_TOKEN`` out of the page,
+    as older portals do). After the installer page, the portal counts the app installed (the page's
+    ``BX24.installFinish()``) and sends ``ONAPPINSTALL`` to the handlers the app bound to it.
     """
     url = str(body.get("handler_url") or "")
     if not url.startswith(("http://", "https://")):
@@ -303,7 +306,16 @@ async def install_app(portal: Portal, body: dict[str, Any]) -> dict[str, Any]:
         form = install_event_form(portal, app, tokens)
     else:
         query, form = placement_form(portal, app, tokens)
+        if not body.get("page_token", True):
+            form = [(k, v) for k, v in form if k != "APPLICATION_TOKEN"]
     delivered = await deliver(url, form, query)
+    finished: list[dict[str, Any]] = []
+    if variant == "placement":
+        for handler in list(app.bindings.get("ONAPPINSTALL", [])):
+            event_form = install_event_form(
+                portal, app, portal.oauth.issue(app, portal_info=portal.oauth_portal_info())
+            )
+            finished.append(await deliver(handler, event_form))
     return {
         "client_id": app.client_id,
         "client_secret": app.client_secret,
@@ -314,6 +326,7 @@ async def install_app(portal: Portal, body: dict[str, Any]) -> dict[str, Any]:
         "variant": variant,
         "query": query,
         "form": form,
+        "install_event": finished,
         **delivered,
     }
 

@@ -139,6 +139,29 @@ def test_the_installer_page_variant_answers_with_install_finish(
     assert account.application_token == answer["application_token"]
 
 
+def test_an_installer_page_without_a_token_gets_it_from_the_bound_install_event(
+    app_on: Callable[..., tuple[SandboxHandle, dict[str, Any]]], core_store: CoreStore
+) -> None:
+    portal, app = app_on()
+    with receiver_for(core_store, settings_for(app)) as receiver:
+        answer = _admin(
+            portal,
+            "/oauth/install",
+            {
+                "handler_url": receiver + INSTALL_PATH,
+                "client_id": app["client_id"],
+                "variant": "placement",
+                "page_token": False,
+            },
+        )
+    assert answer["status"] == 200 and "APPLICATION_TOKEN" not in dict(answer["form"])
+    # the receiver bound ONAPPINSTALL, which brought the token once the installer page finished
+    assert [d["status"] for d in answer["install_event"]] == [200]
+    account = find_portal_account(core_store, portal.portal.member_id)
+    assert account is not None and account.application_token == answer["application_token"]
+    assert len(portal_accounts(core_store, portal.portal.member_id)) == 1
+
+
 def test_uninstall_disables_the_account_keeps_its_data_and_a_reinstall_resumes(
     app_on: Callable[..., tuple[SandboxHandle, dict[str, Any]]], core_store: CoreStore
 ) -> None:
