@@ -92,6 +92,8 @@ class PendingAccount(BaseModel):
     max_id: int
     pending: int
     max_attempts: int = 0
+    waiting_seconds: int = 0
+    """Since the oldest pending command was queued or put back (Core's clock)."""
 
     _account = field_validator("account_id", mode="before")(_text)
 
@@ -193,7 +195,7 @@ class CommandOutbox:
 
     # ---- the executor's side ------------------------------------------------------------------------
     def pending_accounts(self) -> builtins.list[PendingAccount]:
-        """Accounts with pending commands (highest pending id, count, most attempts)."""
+        """Accounts with pending commands (highest pending id, count, most attempts, longest wait)."""
         return [PendingAccount.model_validate(r) for r in self._call("pending_command_accounts", {}) or []]
 
     def claim(

@@ -11,7 +11,9 @@ budget are spent by one run at a time, and within the run one client serves the 
 - ``bitrix24_commands_sensor`` (running, 15 s): one run per account with pending commands whose
   partition exists; ``run_key`` = ``commands:<account>:<highest pending id>`` (plus the most
   attempts among them when commands went back to pending after a rate limit), so a tick never
-  requests the same commands twice and a new command always gets a run. An account with a run
+  requests the same commands twice and a new command always gets a run; a queue still waiting 15
+  minutes later (its run failed before claiming: missing credentials, Core down) gets one more run
+  per 15 minutes. An account with a run
   queued or in flight (a sync, a fleet batch, or commands) gets its run on a later tick: a queued
   commands run claims whatever is pending when it starts, and fleet batch runs hold no per-portal
   tag, so this is what keeps a commands run from overlapping a fleet run of its portal.
@@ -41,6 +43,7 @@ __all__ = [
 COMMANDS_JOB = "bitrix24_commands_job"
 PENDING_TAG = "bitrix24/pending_commands"
 TICK_SECONDS = 15
+RETRY_SECONDS = 900
 
 
 @dg.op(
@@ -53,8 +56,15 @@ def send_commands(context: dg.OpExecutionContext, core: CoreResource, bitrix24: 
     account_id = context.partition_key
     store = core.get_store()
     account = store.get_account(account_id)
-    client = bitrix24.run_client(account, store)
     name = account.name or account_id
+    try:
+        client = bitrix24.run_client(account, store)
+    except Exception as exc:  # no credentials, a malformed webhook URL: nothing was claimed or sent
+        raise dg.Failure(
+            description=f"Bitrix24 account '{name}': {exc}; its commands stay pending and are tried again "
+            "once that is fixed.",
+            allow_retries=False,
+        ) from None
 
     def progress(command: IntegrationCommand, status: str) -> None:
         context.log.debug(f"Account '{name}': command {command.id} {status}.")
@@ -104,9 +114,15 @@ def bitrix24_commands_job() -> None:
 
 def run_key(pending: PendingAccount) -> str:
     """Unique per set of pending commands: a new command raises the highest id, commands put back to
-    pending after a rate limit raise the attempts."""
+    pending after a rate limit raise the attempts. A queue still waiting after ``RETRY_SECONDS`` (its
+    run failed before it claimed anything: missing credentials, Core down) gets one more run per
+    ``RETRY_SECONDS``, never one per tick."""
     key = f"commands:{pending.account_id}:{pending.max_id}"
-    return f"{key}:{pending.max_attempts}" if pending.max_attempts else key
+    if pending.max_attempts:
+        key += f":{pending.max_attempts}"
+    if pending.waiting_seconds >= RETRY_SECONDS:
+        key += f":retry{pending.waiting_seconds // RETRY_SECONDS}"
+    return key
 
 
 def build_commands_sensor(

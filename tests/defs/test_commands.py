@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 import yaml
 
@@ -172,3 +173,25 @@ def test_an_account_with_a_run_queued_or_in_flight_waits_for_a_later_tick(
     instance.report_run_canceled(queued)
     requested = sorted(r.partition_key or "" for r in evaluate(instance, core_resource).run_requests or [])
     assert requested == sorted([a, b, c])
+
+
+def test_a_queue_whose_run_failed_before_claiming_gets_one_more_run_per_retry_interval(
+    core_store: CoreStore, core_dsn: str, core_resource: CoreResource, instance: dg.DagsterInstance
+) -> None:
+    account = add_account(core_store, "https://a.bitrix24.ru/rest/1/s3cr3tt0ken/", name="a")
+    core_store.update_credentials(account, {"webhook_url": None})  # the run will fail: no credentials
+    instance.add_dynamic_partitions(integration_accounts.name, [account])
+    CommandOutbox(core_store).enqueue(account, "notification", {"email": EMAIL, "message": "Hi"}, "n1")
+    (request,) = evaluate(instance, core_resource).run_requests or []
+    result = run(instance, core_resource, request)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description  # type: ignore[union-attr]
+    assert message.startswith("Bitrix24 account 'a': it has no credentials") and "stay pending" in message
+    assert [c.status for c in CommandOutbox(core_store).list(account)] == ["pending"]  # nothing claimed
+    (same,) = evaluate(instance, core_resource).run_requests or []
+    assert same.run_key == request.run_key  # the next tick does not start another failing run
+    with psycopg.connect(core_dsn) as conn:  # 16 minutes later, without waiting 16 minutes
+        conn.execute("update core.integration_commands set updated_at = now() - interval '16 minutes'")
+    (retry,) = evaluate(instance, core_resource).run_requests or []
+    assert retry.run_key == f"{request.run_key}:retry1"

@@ -130,8 +130,9 @@ as $$
           limit p_limit) r;
 $$;
 
--- Accounts with pending commands, for the sensor: the highest pending id (the run key) and the
--- most attempts among them (changes when commands go back to pending, so a new run is requested).
+-- Accounts with pending commands, for the sensor: the highest pending id (the run key), the most
+-- attempts among them (changes when commands go back to pending, so a new run is requested) and
+-- how long the oldest has waited (a queue whose run failed before claiming is tried again).
 create or replace function core.pending_command_accounts()
 returns jsonb
 language sql stable
@@ -139,8 +140,11 @@ set search_path = ''
 as $$
     select coalesce(jsonb_agg(jsonb_build_object(
                'account_id', p.account_id, 'max_id', p.max_id, 'pending', p.pending,
-               'max_attempts', p.max_attempts) order by p.account_id), '[]'::jsonb)
-    from (select c.account_id, max(c.id) as max_id, count(*) as pending, max(c.attempts) as max_attempts
+               'max_attempts', p.max_attempts,
+               'waiting_seconds', extract(epoch from now() - p.oldest)::bigint) order by p.account_id),
+               '[]'::jsonb)
+    from (select c.account_id, max(c.id) as max_id, count(*) as pending, max(c.attempts) as max_attempts,
+                 min(c.updated_at) as oldest
           from core.integration_commands c where c.status = 'pending'
           group by c.account_id) p;
 $$;
