@@ -3,12 +3,12 @@ sentence, and never loses a row.
 
 A portal (``--users/--tasks/--events``, default 1,000 / 20,000 / 2,000) is synced once cleanly into
 Core; that Core is the baseline. Then, for each fault kind at 5% and 20% of the portal's answers
-(seeded, so a run is repeatable), a copy of the baseline gets a full sync of employees, tasks and
-calendar events through the Dagster-free entity sync, with the step retries the Dagster jobs use
-(3 retries of transient failures). The portal does not change meanwhile, so the right end state is
-the baseline itself: "exact" means every row of the three tables is what it was, "unchanged" that a
-failed run left Core as it was; any row removed, deactivated or changed that still exists in the
-portal is counted as lost and fails the bench.
+(seeded, so a run is repeatable), a copy of the baseline gets a full sync of employees, tasks,
+calendar events and departments through the Dagster-free entity sync, with the step retries the
+Dagster jobs use (3 retries of transient failures). The portal does not change meanwhile, so the
+right end state is the baseline itself: "exact" means every row of the four tables is what it was,
+"unchanged" that a failed run left Core as it was; any row removed, deactivated or changed that
+still exists in the portal is counted as lost and fails the bench.
 
 Fault kinds (the sandbox's): 500, 503 (an HTML gateway page), drop (connection closed before the
 body), truncate (half a JSON body), slow (an answer slower than the client's timeout), query_limit
@@ -61,6 +61,10 @@ TABLES = {
         "select bitrix_id as key, name, starts_at, ends_at, owner_id, is_deleted, metadata "
         "from core.calendar_events where integration_account_id = %s::uuid"
     ),
+    "departments": (
+        "select bitrix_id as key, name, sort, parent_id, head_id, is_deleted, metadata "
+        "from core.departments where integration_account_id = %s::uuid"
+    ),
 }
 
 
@@ -83,7 +87,7 @@ class Outcome:
 
 
 def snapshot(dsn: str, account: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every row of the account in the three tables (without bookkeeping columns)."""
+    """Every row of the account in the four tables (without bookkeeping columns)."""
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         return {
             table: {str(r["key"]): r for r in conn.execute(query, (account,)).fetchall()}  # type: ignore[arg-type]
@@ -125,7 +129,7 @@ class Pace:
 def full_sync(
     store: PostgresStore, account: str, raw: Path, run: str, pace: Pace = Pace()
 ) -> tuple[bool, str, int]:
-    """Employees, tasks, events in full, each with the jobs' step retries; (synced, sentence, retries)."""
+    """Every entity of the registry in full, each with the jobs' step retries; (synced, sentence, retries)."""
     clients: dict[str, Bitrix24Client] = {}
 
     def client_for(acc: IntegrationAccount) -> Bitrix24Client:

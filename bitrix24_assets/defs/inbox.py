@@ -56,7 +56,9 @@ TICK_SECONDS = 15
 BATCH_SIZE = 5000
 """Events read per tick; a larger backlog drains over the next ticks (oldest first)."""
 
-JOB_FOR_ENTITY: dict[Entity, str] = {e.event_entity: e.job_name for e in ENTITIES.values()}
+JOB_FOR_ENTITY: dict[Entity, str] = {
+    e.event_entity: e.job_name for e in ENTITIES.values() if e.event_entity is not None
+}
 # the Core entity whose rows each deletion event (EventName.is_deletion) marks deleted
 _DELETED_ENTITY: dict[EventName, DeletableEntity] = {
     EventName.ONTASKDELETE: "tasks",

@@ -18,25 +18,19 @@ def _selection(*entities: str) -> dg.AssetSelection:
 
 
 ALL = tuple(ENTITIES)
-# What the hourly job syncs. Calendar events are left out on purpose: calendar.event.get has no
-# change filter, so every sync reads every calendar (one command per user: ~10k calls, ~400 s of
-# server time on a 10k-user cloud portal, most of the method's 480 s per 10 minutes budget). They
-# get their own 6-hourly schedule, the inbox sensor's event-driven runs and the nightly full sync.
-HOURLY = ("employees", "tasks")
-
-_ENTITY_JOB_DESCRIPTIONS = {
-    "employees": "Sync employees of one account (users are always read in full).",
-    "tasks": "Sync tasks of one account: changes since the last sync unless `full` is set.",
-    "events": "Sync calendar events of one account over the configured window (every 6 hours, and on "
-    "calendar events from the inbox).",
-}
+# What the hourly job syncs: the registry's ``hourly`` entities. Calendar events are left out on
+# purpose: calendar.event.get has no change filter, so every sync reads every calendar (one command
+# per user: ~10k calls, ~400 s of server time on a 10k-user cloud portal, most of the method's 480 s
+# per 10 minutes budget). They get their own 6-hourly schedule, the inbox sensor's event-driven runs
+# and the nightly full sync.
+HOURLY = tuple(name for name, entity in ENTITIES.items() if entity.hourly)
 
 ENTITY_JOBS = {
     name: dg.define_asset_job(
         entity.job_name,
         selection=_selection(name),
         executor_def=dg.in_process_executor,
-        description=_ENTITY_JOB_DESCRIPTIONS[name],
+        description=entity.job_description,
     )
     for name, entity in ENTITIES.items()
 }
@@ -44,8 +38,8 @@ bitrix24_sync_job = dg.define_asset_job(
     "bitrix24_sync_job",
     selection=_selection(*HOURLY),
     executor_def=dg.in_process_executor,
-    description="Hourly sync of one account: employees (read in full) and the tasks changed since the "
-    "last sync. Calendar events have their own schedule (`bitrix24_events_job`).",
+    description=f"Hourly sync of one account: {', '.join(HOURLY)} (tasks: the changes since the last "
+    "sync; the others read in full). Calendar events have their own schedule (`bitrix24_events_job`).",
 )
 bitrix24_full_sync_job = dg.define_asset_job(
     "bitrix24_full_sync_job",

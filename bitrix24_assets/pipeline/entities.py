@@ -17,16 +17,18 @@ from pydantic import BaseModel
 
 from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.bitrix24.events import Entity as EventEntity
-from bitrix24_assets.core import CalendarEventRow, CoreStore, EmployeeRow, MergeCounts, TaskRow
+from bitrix24_assets.core import CalendarEventRow, CoreStore, DepartmentRow, EmployeeRow, MergeCounts, TaskRow
 from bitrix24_assets.core.models import RemovalGuard
 from bitrix24_assets.core.store import Entity as CoreEntity
 from bitrix24_assets.sync.cursors import CursorSpec
+from bitrix24_assets.sync.departments import DEPARTMENT_FIELDS, to_department
 from bitrix24_assets.sync.employees import USER_SELECT, to_employee
 from bitrix24_assets.sync.events import EVENT_FIELDS, EventWindow, to_event
 from bitrix24_assets.sync.rejection import Rejection
 from bitrix24_assets.sync.tasks import TASK_SELECT, to_task
 
 __all__ = [
+    "DEPARTMENTS",
     "EMPLOYEES",
     "ENTITIES",
     "EVENTS",
@@ -85,8 +87,11 @@ class Entity:
         cursor: how it reads incrementally; None when every sync reads everything (or a window).
         windowed: reads a calendar window instead of everything.
         depends_on: entities whose Core rows must exist first (people resolved to employees).
-        event_entity: what Bitrix24's outgoing events about it are about (the inbox sensor).
+        event_entity: what Bitrix24's outgoing events about it are about (the inbox sensor); None
+            when the receiver takes no events about it (a schedule keeps it fresh).
         job_name: the Dagster job that syncs it alone (incremental runs from the inbox).
+        job_description: what that job does, as the Dagster UI shows it.
+        hourly: synced by the hourly job (cheap enough to read every hour).
     """
 
     name: str
@@ -101,10 +106,12 @@ class Entity:
     row_model: type[BaseModel]
     table: str
     preview_columns: tuple[str, ...]
-    event_entity: EventEntity
+    event_entity: EventEntity | None
+    job_description: str
     cursor: CursorSpec | None = None
     windowed: bool = False
     depends_on: tuple[str, ...] = ()
+    hourly: bool = True
 
     @property
     def scope(self) -> str:
@@ -147,6 +154,11 @@ def _read_tasks(client: Bitrix24Client, request: ReadRequest) -> Iterable[dict[s
     return client.get_tasks(select=TASK_SELECT, changed_since=request.since, progress=request.progress)
 
 
+def _read_departments(client: Bitrix24Client, request: ReadRequest) -> Iterable[dict[str, Any]]:
+    # counted paging, proven complete or IncompleteReadError (department.get ignores ``>ID``)
+    return client.iter_list("department.get", {}, progress=request.progress)
+
+
 def _read_events(client: Bitrix24Client, request: ReadRequest) -> Iterable[dict[str, Any]]:
     if request.window is None:
         raise ValueError("calendar events are read over a window; pass one")
@@ -154,7 +166,15 @@ def _read_events(client: Bitrix24Client, request: ReadRequest) -> Iterable[dict[
 
 
 def _merge_employees(store: CoreStore, request: MergeRequest) -> MergeCounts:
-    return store.merge_employees(
+    counts = store.merge_employees(
+        request.account_id, request.rows, full=request.full, keep_ids=request.keep_ids, guard=request.guard
+    )
+    store.link_employee_departments(request.account_id)  # memberships follow UF_DEPARTMENT
+    return counts
+
+
+def _merge_departments(store: CoreStore, request: MergeRequest) -> MergeCounts:
+    return store.merge_departments(
         request.account_id, request.rows, full=request.full, keep_ids=request.keep_ids, guard=request.guard
     )
 
@@ -191,6 +211,25 @@ EMPLOYEES = Entity(
     table="core.employees",
     preview_columns=("bitrix_id", "full_name", "email", "position", "is_active", "departments"),
     event_entity=EventEntity.EMPLOYEES,
+    job_description="Sync employees of one account (users are always read in full).",
+)
+DEPARTMENTS = Entity(
+    name="departments",
+    core_entity="departments",
+    raw_name="departments",
+    bitrix_method="department.get",
+    needs=(("department",),),
+    select=DEPARTMENT_FIELDS,
+    read=_read_departments,
+    mapper=to_department,
+    merge=_merge_departments,
+    row_model=DepartmentRow,
+    table="core.departments",
+    preview_columns=("bitrix_id", "name", "parent_bitrix_id", "head_bitrix_id", "sort"),
+    event_entity=None,  # the receiver takes no department events: the hourly job keeps them fresh
+    job_description="Sync the department tree of one account (read in full: one cheap department.get "
+    "enumeration) and the employees' memberships.",
+    depends_on=("employees",),
 )
 TASKS = Entity(
     name="tasks",
@@ -214,6 +253,7 @@ TASKS = Entity(
         "changed_at_source",
     ),
     event_entity=EventEntity.TASKS,
+    job_description="Sync tasks of one account: changes since the last sync unless `full` is set.",
     cursor=CursorSpec(row_field="changed_at_source", filter_key=">=CHANGED_DATE"),
     depends_on=("employees",),
 )
@@ -239,11 +279,16 @@ EVENTS = Entity(
         "is_deleted",
     ),
     event_entity=EventEntity.CALENDAR_EVENTS,
+    job_description="Sync calendar events of one account over the configured window (every 6 hours, and "
+    "on calendar events from the inbox).",
     windowed=True,
     depends_on=("employees",),
+    # calendar.event.get has no change filter: every sync reads every calendar (one command per
+    # user, ~400 s of server time on a 10k-user cloud portal), so events have their own schedule
+    hourly=False,
 )
 
-ENTITIES: Mapping[str, Entity] = {e.name: e for e in (EMPLOYEES, TASKS, EVENTS)}
+ENTITIES: Mapping[str, Entity] = {e.name: e for e in (EMPLOYEES, TASKS, EVENTS, DEPARTMENTS)}
 """Every synced entity by name, in dependency order."""
 
 _ALIASES: dict[str, Entity] = {

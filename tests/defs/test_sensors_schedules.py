@@ -106,7 +106,9 @@ def test_schedules_emit_one_request_per_account_with_per_tick_run_keys(
     assert len({r.run_key for r in first + second}) == 4  # unique per account and per tick
     assert all(r.run_config["ops"]["bitrix_tasks"]["config"]["full"] is False for r in first)
     # the hourly job does not read calendars (too costly every hour): its config names no event op
-    assert all(set(r.run_config["ops"]) == {"bitrix_users", "bitrix_tasks"} for r in first)
+    assert all(
+        set(r.run_config["ops"]) == {"bitrix_users", "bitrix_tasks", "bitrix_departments"} for r in first
+    )
     assert hourly_sync.job_name == "bitrix24_sync_job"
 
     events = evaluate(events_sync, t1)
@@ -129,9 +131,14 @@ def test_hourly_job_reads_employees_and_tasks_and_events_have_their_own_job(
         layer = test_defs.resolve_job_def(job).asset_layer
         return {k.to_user_string() for k in layer.executable_asset_keys if k.path[0].startswith("bitrix_")}
 
-    assert raw_assets("bitrix24_sync_job") == {"bitrix_users", "bitrix_tasks"}
+    assert raw_assets("bitrix24_sync_job") == {"bitrix_users", "bitrix_tasks", "bitrix_departments"}
     assert raw_assets("bitrix24_events_job") == {"bitrix_events"}
-    assert raw_assets("bitrix24_full_sync_job") == {"bitrix_users", "bitrix_tasks", "bitrix_events"}
+    assert raw_assets("bitrix24_full_sync_job") == {
+        "bitrix_users",
+        "bitrix_tasks",
+        "bitrix_events",
+        "bitrix_departments",
+    }
 
 
 def test_a_schedule_evaluated_without_a_tick_time_keys_its_runs_manual(

@@ -101,14 +101,20 @@ def test_full_sync_matches_sandbox_exactly_and_second_run_writes_nothing(
             core_dsn, "select entity, status from core.integration_sync_logs where run_id = %s", first.run_id
         )
     }
-    assert logs == {("employees", "success"), ("tasks", "success"), ("calendar_events", "success")}
+    assert logs == {
+        ("employees", "success"),
+        ("tasks", "success"),
+        ("calendar_events", "success"),
+        ("departments", "success"),
+    }
 
-    second = runner.run(account, "bitrix24_sync_job")  # hourly: employees and tasks
+    second = runner.run(account, "bitrix24_sync_job")  # hourly: employees, tasks, departments
     events_again = runner.run(account, "bitrix24_events_job")  # 6-hourly: the calendar window
     assert second.success and events_again.success
     for result, asset in (
         (second, "core_employees"),
         (second, "core_tasks"),
+        (second, "core_departments"),
         (events_again, "core_events"),
     ):
         counts = core_counts(result, asset)
@@ -121,6 +127,9 @@ def test_full_sync_matches_sandbox_exactly_and_second_run_writes_nothing(
         "bitrix_tasks",
         "mapped_tasks",
         "core_tasks",
+        "bitrix_departments",
+        "mapped_departments",
+        "core_departments",
     }
 
 
