@@ -114,13 +114,20 @@ def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> Non
                 parsed = parse_app_request(form, dict(request.query_params))
             except (EventPayloadError, InstallPayloadError) as exc:
                 raise Refused(400, str(exc)) from None
-            if isinstance(parsed, AppUninstall):
-                answer = await run_in_threadpool(_uninstall, request.app.state.store, parsed)
-            else:
-                answer = await run_in_threadpool(
-                    _install, request.app.state.store, parsed, config, _base(request)
-                )
-            await run_in_threadpool(request.app.state.accounts.refresh, answer["account_id"])
+            except Exception as exc:  # a parser bug must not become a 500 (nor show the body)
+                raise _bug("read", exc, 400) from None
+            try:
+                if isinstance(parsed, AppUninstall):
+                    answer = await run_in_threadpool(_uninstall, request.app.state.store, parsed)
+                else:
+                    answer = await run_in_threadpool(
+                        _install, request.app.state.store, parsed, config, _base(request)
+                    )
+            except Refused:
+                raise
+            except Exception as exc:  # a bug, or a failure nothing above expected: say so, never a 500
+                raise _bug("processed", exc, 503) from None
+            await run_in_threadpool(_forget_cached, request, answer["account_id"])
         except Refused as exc:
             logger.warning("Refused a Bitrix24 application request: %s", exc.message)
             return JSONResponse({"ok": False, "error": exc.message}, status_code=exc.status)
@@ -130,6 +137,23 @@ def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> Non
 
     app.add_api_route(INSTALL_PATH, handle, methods=["POST"], include_in_schema=False)
     app.add_api_route(APP_EVENTS_PATH, handle, methods=["POST"], include_in_schema=False)
+
+
+def _forget_cached(request: Request, account_id: str) -> None:
+    """Events check the new application token at once, not after the token cache's 30 s."""
+    try:
+        request.app.state.accounts.refresh(account_id)
+    except Exception as exc:  # Core hiccup: the cached entry simply expires later
+        logger.warning("Could not reload account %s after an install (%s).", account_id, type(exc).__name__)
+
+
+def _bug(stage: str, exc: Exception, status: int) -> Refused:
+    logger.error(
+        "A Bitrix24 application request could not be %s: %s (a bug; the body is not logged).",
+        stage,
+        type(exc).__name__,
+    )
+    return Refused(status, f"The request could not be {stage}; install the application again.")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

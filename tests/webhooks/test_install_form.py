@@ -12,16 +12,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import given
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from bitrix24_assets.bitrix24.events import EventPayloadError, parse_form
+from bitrix24_assets.core import CoreStore
+from bitrix24_assets.webhooks import create_app
+from bitrix24_assets.webhooks.install import APP_EVENTS_PATH, INSTALL_PATH, AppSettings
 from bitrix24_assets.webhooks.install_form import (
     AppInstall,
     AppUninstall,
     InstallPayloadError,
     parse_app_request,
 )
+from tests.webhooks.conftest import FORM
 
 MEMBER = "d897063e1ce7c5eb9f04b9751eef5915"
 ACCESS = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -187,6 +193,7 @@ tokens = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, ma
 domains = st.from_regex(r"[a-z0-9]{1,12}(\.[a-z0-9]{1,12}){0,3}(:[0-9]{2,5})?", fullmatch=True)
 
 
+@settings(max_examples=60)  # generating from regexes is slow; the arbitrary-form test above covers breadth
 @given(
     member=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     domain=domains,
@@ -216,3 +223,23 @@ def test_a_well_formed_install_event_reads_back_exactly(
     assert request.refresh_token.get_secret_value() == refresh
     assert (request.application_token.get_secret_value() if request.application_token else "") == app_token
     assert request.scope == tuple(scope)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(keys, values, max_size=14), as_uninstall=st.booleans())
+@example(fields=install_event(), as_uninstall=False)  # well-formed: stops at the unreachable OAuth server
+@example(fields={"event": "ONAPPUNINSTALL", "auth[member_id]": MEMBER}, as_uninstall=True)  # no account: 404
+def test_no_body_makes_the_install_endpoints_answer_500_or_store_anything(
+    core_store: CoreStore, fields: dict[str, str], as_uninstall: bool
+) -> None:
+    """Through the real app and Core; the OAuth server address refuses connections (nothing listens
+    on port 9), so a well-formed install stops at its verification with 503."""
+    settings_ = AppSettings(
+        client_id="local.x", client_secret=SecretStr("s"), token_url="http://127.0.0.1:9/"
+    )
+    with TestClient(create_app(core_store, app_settings=settings_)) as client:
+        path = APP_EVENTS_PATH if as_uninstall else INSTALL_PATH
+        answer = client.post(path, content=urlencode(fields), headers=FORM)
+    assert answer.status_code in (400, 401, 404, 503), answer.text
+    assert answer.json()["ok"] is False and answer.json()["error"].endswith(".")
+    assert core_store.list_accounts() == []
