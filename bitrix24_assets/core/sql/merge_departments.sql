@@ -50,6 +50,7 @@ begin
     ) r
     where r.bitrix_id is not null and not (r.bitrix_id = any (v_keep))
     order by r.bitrix_id, r.ord desc;
+    analyze pg_temp.merge_departments_src;  -- a temp table has no statistics otherwise
     select count(*)::integer into v_batch from pg_temp.merge_departments_src;
 
     if p_full then
@@ -114,16 +115,24 @@ declare
     v_company uuid := core.account_company(p_account);
     v_count integer;
 begin
+    -- LATERAL: one probe of each unique key per department. A plain join is planned from the
+    -- statistics of a table no autovacuum has analysed yet (a new account's first merge) and then
+    -- scanned every employee of the account per department (0.4 s for 400 departments, 10k people).
     update core.departments d
     set parent_id = r.parent_id, head_id = r.head_id
     from (
         select d2.id, p.id as parent_id, e.id as head_id
         from core.departments d2
-        left join core.departments p
-          on p.integration_account_id = p_account and p.bitrix_id = d2.parent_bitrix_id
-        left join core.employees e
-          on e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
-         and e.metadata ->> 'bitrix_id' = d2.head_bitrix_id
+        left join lateral (
+            select p.id from core.departments p
+            where p.integration_account_id = p_account and p.bitrix_id = d2.parent_bitrix_id
+        ) p on true
+        left join lateral (
+            select e.id from core.employees e
+            where e.company_id = v_company and e.metadata ->> 'integration_account_id' = p_account::text
+              and e.metadata ->> 'bitrix_id' = d2.head_bitrix_id
+            limit 1
+        ) e on true
         where d2.integration_account_id = p_account
     ) r
     where d.id = r.id and (d.parent_id, d.head_id) is distinct from (r.parent_id, r.head_id);
