@@ -59,7 +59,8 @@ class CommandsOutcome:
     unknown: list[int] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     stopped: str | None = None
-    """Why the pass stopped early (rate limited), one sentence; None when it drained the queue."""
+    """Why the pass stopped early (nothing could be sent for now), one sentence; None when it drained
+    the queue."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -105,8 +106,9 @@ def execute_commands(
                     outbox.release(rest.id)
                     outcome.released.append(rest.id)
                 outcome.stopped = (
-                    f"{who}: the portal refused new requests for now (rate or operating-time limit); "
-                    f"{len(outcome.released)} commands wait for the next run, nothing to do."
+                    f"{who}: the portal took no new requests for now (rate or operating-time limit, or "
+                    f"an error before anything was sent); {len(outcome.released)} commands wait for the "
+                    "next run, nothing to do."
                 )
                 return outcome
     return outcome
