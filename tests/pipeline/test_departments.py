@@ -175,3 +175,15 @@ def test_a_webhook_without_the_department_scope_skips_departments(
     assert isinstance(outcome.skipped, Skipped) and "scope 'department'" in outcome.skipped.reason
     assert sync_logs(core_dsn, account)[-1][:2] == ("departments", "skipped")
     assert stored_tree(core_dsn, account) == {}
+
+
+def test_an_account_whose_settings_leave_departments_out_skips_them(
+    sandbox: SandboxHandle, core_store: CoreStore, core_dsn: str, tmp_path: Path
+) -> None:
+    """``settings.entities`` knows departments through the registry alone (no list to update)."""
+    account = account_for(core_store, sandbox.webhook_url, settings={"entities": {"departments": False}})
+    outcome = entity_sync(core_store, tmp_path).run(account, DEPARTMENTS, FULL)
+    assert isinstance(outcome.skipped, Skipped) and "turned off" in outcome.skipped.reason
+    assert stored_tree(core_dsn, account) == {}
+    employees = entity_sync(core_store, tmp_path).run(account, EMPLOYEES, FULL)
+    assert employees.merge is not None and stored_memberships(core_dsn, account) == set()
