@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("client_pull", "core_merge", "e2e", "webhooks_burst", "chaos", "commands")
+BENCHMARKS = ("client_pull", "core_merge", "e2e", "webhooks_burst", "chaos", "commands", "fleet")
 
 
 def main() -> int:

@@ -36,7 +36,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from bitrix24_assets.core import CoreStore, SyncLog
+from bitrix24_assets.bitrix24 import Bitrix24Client
+from bitrix24_assets.core import CoreStore, IntegrationAccount, SyncLog
 from bitrix24_assets.defs.jobs import HOURLY
 from bitrix24_assets.defs.metadata import (
     account_metadata,
@@ -50,7 +51,7 @@ from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawSt
 from bitrix24_assets.defs.tags import TRIGGER_TAG
 from bitrix24_assets.pipeline import ENTITIES, Entity, SyncOptions
 from bitrix24_assets.pipeline.checks import CheckOutcome
-from bitrix24_assets.pipeline.fleet import FleetSync, PortalResult, describe, slot_of
+from bitrix24_assets.pipeline.fleet import FleetSync, PortalResult, describe, http_transport, slot_of
 
 FLEET_JOB = "bitrix24_fleet_job"
 FLEET_OP = "bitrix24_fleet_sync"
@@ -196,7 +197,7 @@ def fleet_sync(
         companies = {}
     fleet = FleetSync(
         store,
-        lambda account: bitrix24.client_for(account, store),
+        lambda account: fleet_client(bitrix24, account, store),
         raw_store.get(),
         context.run_id,
         entities=entities,
@@ -226,6 +227,19 @@ def fleet_sync(
             metadata={"failed_accounts": dg.MetadataValue.json([r.account_id for r in failed])},
             allow_retries=False,
         )
+
+
+def fleet_client(bitrix24: Bitrix24Resource, account: IntegrationAccount, store: CoreStore) -> Bitrix24Client:
+    """The resource's client for a webhook account, on :func:`http_transport` (one TLS context per
+    process, not per portal); OAuth accounts get the resource's own (it saves refreshed tokens)."""
+    if not account.webhook_url:
+        return bitrix24.client_for(account, store)
+    return Bitrix24Client(
+        webhook_url=account.webhook_url,
+        time_scale=bitrix24.time_scale,
+        timeout=bitrix24.timeout_seconds,
+        transport=http_transport(),
+    )
 
 
 def portal_events(

@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import cache
+
+import httpx
 
 from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.core import CoreStore, IntegrationAccount
@@ -34,6 +37,7 @@ __all__ = [
     "FleetSync",
     "PortalResult",
     "describe",
+    "http_transport",
     "slot_of",
 ]
 
@@ -87,6 +91,18 @@ class PortalResult:
     def retryable(self) -> bool:
         failed = [r.failure for r in self.entities if r.failure is not None]
         return bool(failed) and all(f.retryable for f in failed)
+
+
+@cache
+def _tls_context() -> object:
+    return httpx.create_ssl_context()
+
+
+def http_transport(max_connections: int = 16) -> httpx.HTTPTransport:
+    """A portal's own connection pool with the process's one TLS context: httpx loads the CA bundle
+    for every client it builds itself, which was most of a small portal's CPU (~0.05 s)."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.HTTPTransport(verify=_tls_context(), limits=limits)  # type: ignore[arg-type]
 
 
 def slot_of(account_id: str, slots: int) -> int:

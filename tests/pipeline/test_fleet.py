@@ -11,8 +11,9 @@ from pathlib import Path
 from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.core import CoreStore, IntegrationAccount
 from bitrix24_assets.pipeline import ENTITIES, RawStore
-from bitrix24_assets.pipeline.fleet import FleetSync, slot_of
-from bitrix24_assets.sandbox import SandboxHandle
+from bitrix24_assets.pipeline.fleet import FleetSync, http_transport, slot_of
+from bitrix24_assets.sandbox import SandboxConfig, SandboxHandle
+from bitrix24_assets.sandbox.fleet import running_fleet
 from tests.pipeline.helpers import TIME_SCALE, account_for, live_ids, portal_ids, sync_logs
 
 HOURLY = [ENTITIES["employees"], ENTITIES["tasks"]]
@@ -104,3 +105,34 @@ def test_slots_are_stable_and_spread() -> None:
     per_slot = Counter(slots)
     assert set(per_slot) == set(range(60))
     assert max(per_slot.values()) < 1.35 * 100 and min(per_slot.values()) > 0.65 * 100
+
+
+def test_portals_of_one_sandbox_fleet_each_keep_their_own_origin_limits_and_counters(
+    core_store: CoreStore, core_dsn: str, tmp_path: Path
+) -> None:
+    config = SandboxConfig(users=6, tasks=30, events=2, profile="cloud", time_scale=TIME_SCALE)
+    with running_fleet(8, config, templates=3) as fleet:
+        urls = fleet.webhook_urls
+        assert len({url.split("/rest/")[0] for url in urls}) == 8  # one origin per portal
+        accounts = [
+            account_for(core_store, url, company=f"Fleet {i}", name=f"f{i}") for i, url in enumerate(urls)
+        ]
+
+        def client_for(account: IntegrationAccount) -> Bitrix24Client:
+            assert account.webhook_url
+            return Bitrix24Client(
+                webhook_url=account.webhook_url, time_scale=TIME_SCALE, transport=http_transport()
+            )
+
+        fleet_sync = FleetSync(core_store, client_for, RawStore(tmp_path / "raw"), "fleet-3", entities=HOURLY)
+        results = list(fleet_sync.run(accounts))
+        assert all(r.ok for r in results), [r.message for r in results if not r.ok]
+        requests = [p.counters.requests for p in fleet.portals]
+        assert all(n > 0 for n in requests) and len(set(requests)) == 1  # each answered its own calls
+        assert len({id(p.bucket) for p in fleet.portals}) == 8  # its own leaky bucket
+        for account, portal in zip(accounts, fleet.portals, strict=True):
+            for entity in HOURLY:
+                expected = portal_ids(SandboxHandle(portal, None), entity)  # type: ignore[arg-type]
+                assert live_ids(core_dsn, entity, account) == expected
+        # portals of different templates hold different data
+        assert fleet.portals[0].state is fleet.portals[3].state is not fleet.portals[1].state
