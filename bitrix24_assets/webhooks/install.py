@@ -226,7 +226,8 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
     public = (config.public_url or base_url).rstrip("/")
     bindings = [(event, public + APP_EVENTS_PATH) for event in lifecycle_events(request)]
     bindings += [(event.value, f"{public}/bitrix24/events/{answer['account_id']}") for event in EventName]
-    failed = bind_app_events(oauth, bindings)
+    account_id = str(answer["account_id"])
+    failed = bind_app_events(oauth, bindings, lambda tokens: store.update_credentials(account_id, tokens))
     answer["events_not_bound"] = failed
     if failed:
         logger.warning(

@@ -17,7 +17,7 @@ A failed binding is logged, not fatal: the account still syncs on schedule.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -181,13 +181,19 @@ def _portal_accepts(
     return verified
 
 
-def bind_app_events(oauth: OAuthCredentials, bindings: Iterable[tuple[str, str]]) -> list[str]:
+def bind_app_events(
+    oauth: OAuthCredentials,
+    bindings: Iterable[tuple[str, str]],
+    on_token_refresh: Callable[[dict[str, Any]], None] | None = None,
+) -> list[str]:
     """Bind each ``(event, handler URL)`` the application has not bound yet; the events that failed.
 
     One failure (e.g. a scope the application lacks) does not stop the others; each is logged.
+    ``on_token_refresh`` persists a pair the client had to refresh to meanwhile (the stored one is
+    then spent).
     """
     failed: list[str] = []
-    with Bitrix24Client(oauth=oauth, timeout=TIMEOUT_SECONDS) as client:
+    with Bitrix24Client(oauth=oauth, timeout=TIMEOUT_SECONDS, on_token_refresh=on_token_refresh) as client:
         try:
             bound = client.call("event.get")
         except Bitrix24Error as exc:
