@@ -4,10 +4,11 @@
 ``POST /bitrix24/app/events`` (where the application binds ``ONAPPUNINSTALL``) take every shape
 ``install_form`` reads. An install is stored only after ``install_verify`` proved it (the OAuth
 server accepted its refresh token for this application's ``client_id``/``client_secret`` and named
-the same portal, and the portal accepted the new token); an uninstall only when its application
-token equals the one stored at install (``hmac.compare_digest``). After storing an install, the
-application binds ``ONAPPUNINSTALL`` to ``/bitrix24/app/events`` and the sync events to the
-account's ``/bitrix24/events/<account id>``, so no outgoing webhook has to be set up by hand.
+the same portal, and the portal accepted the new token of an administrator); an uninstall only
+when its application token equals the one stored at install (``hmac.compare_digest``). After
+storing an install, the application binds ``ONAPPUNINSTALL`` to ``/bitrix24/app/events`` and the
+sync events to the account's ``/bitrix24/events/<account id>``, so no outgoing webhook has to be
+set up by hand.
 
 An account is the portal's ``member_id`` (migration 0006's portal key): an install of a portal that
 already has an account, in any company, updates that account (tokens, application token) instead
@@ -24,6 +25,7 @@ never one an operator disabled.
 | 200 JSON (or the installer page's HTML) | stored, or an uninstall that was already applied |
 | 400 | not a readable install/uninstall request |
 | 401 | the OAuth server or portal refused the tokens, the application token is wrong or none is stored |
+| 403 | genuine tokens of a user who is not a portal administrator (the sync needs an administrator's) |
 | 404 | an uninstall for a portal with no account |
 | 413 / 415 | body too large / not form data |
 | 503 | the application is not configured, or the OAuth server, the portal or Core is unreachable |
@@ -54,6 +56,7 @@ from .install_form import UNINSTALL_EVENT, AppInstall, AppUninstall, InstallPayl
 from .install_verify import (
     InstallRefused,
     InstallUnverifiable,
+    NotAnAdministrator,
     VerifiedInstall,
     bind_app_events,
     lifecycle_events,
@@ -194,6 +197,8 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
             client_secret=config.client_secret,
             token_url=config.token_url,
         )
+    except NotAnAdministrator as exc:
+        raise Refused(403, str(exc)) from None
     except InstallRefused as exc:
         raise Refused(401, str(exc)) from None
     except InstallUnverifiable as exc:

@@ -5,9 +5,10 @@ included, is the sender's word. So the install's refresh token is exchanged at t
 application is configured with (``BITRIX24_APP_TOKEN_URL``, never a URL from the request), with the
 application's own ``client_id``/``client_secret``: the server only accepts a refresh token it issued
 to this application, and its answer names the portal (``member_id``, ``client_endpoint``), which must
-be the portal the request names. Then the portal itself must accept the new access token
-(``app.info``). Bitrix24 rotates refresh tokens (docs/bitrix24-rest-api.md §1.1), so the pair this
-returns is the one to store; the request's pair is spent, and a replayed install is refused.
+be the portal the request names. Then the portal itself must accept the new access token, and its
+user must be an administrator (``profile``). Bitrix24 rotates refresh tokens
+(docs/bitrix24-rest-api.md §1.1), so the pair this returns is the one to store; the request's pair
+is spent, and a replayed install is refused.
 
 ``bind_app_events`` then binds the application's events to the receiver: Bitrix24 sends an
 application's events only to handlers it bound with ``event.bind`` (api-reference/events/event-bind).
@@ -30,6 +31,7 @@ from .install_form import INSTALL_EVENT, UNINSTALL_EVENT, AppInstall
 __all__ = [
     "InstallRefused",
     "InstallUnverifiable",
+    "NotAnAdministrator",
     "VerifiedInstall",
     "bind_app_events",
     "lifecycle_events",
@@ -43,6 +45,10 @@ TIMEOUT_SECONDS = 20.0
 
 class InstallRefused(Exception):
     """The request's tokens are not this application's tokens for that portal (answer 401)."""
+
+
+class NotAnAdministrator(InstallRefused):
+    """The tokens are genuine but their user is not a portal administrator (answer 403)."""
 
 
 class InstallUnverifiable(Exception):
@@ -152,14 +158,20 @@ def _refresh(request: AppInstall, client_id: str, client_secret: SecretStr, toke
 def _portal_accepts(
     verified: VerifiedInstall, client_id: str, client_secret: SecretStr, token_url: str
 ) -> VerifiedInstall:
-    """``app.info`` with the new token: the portal the OAuth server named must accept it."""
+    """``profile`` with the new token: the portal the OAuth server named must accept it, and the
+    token's user must be an administrator.
+
+    OAuth calls run with the rights of the token's user; a sync needs an administrator's, who sees
+    every user's tasks and calendars. A non-administrator's token (someone opening the application's
+    page, or installing it with mere install rights) must not replace the administrator's.
+    """
     refreshed: list[dict[str, Any]] = []
     oauth = verified.credentials(client_id, client_secret, token_url)
     try:
         with Bitrix24Client(
             oauth=oauth, timeout=TIMEOUT_SECONDS, on_token_refresh=refreshed.append
         ) as client:
-            client.call("app.info")
+            profile = client.call("profile")
     except errors.AuthError as exc:
         raise InstallRefused(
             f"The portal {verified.domain} did not accept the new access token ({exc.code}); "
@@ -170,6 +182,12 @@ def _portal_accepts(
             f"The portal {verified.domain} could not be asked to confirm the install ({exc.code}); "
             "nothing was stored, install the application again."
         ) from None
+    if not isinstance(profile, dict) or profile.get("ADMIN") is not True:
+        raise NotAnAdministrator(
+            f"The application on {verified.domain} was installed or opened by a user who is not a "
+            "Bitrix24 administrator; nothing was stored: an administrator must install it, so the "
+            "sync sees every user's tasks and calendars."
+        )
     if refreshed:  # the portal said the brand-new token had expired: keep the pair it was refreshed to
         latest = refreshed[-1]
         return verified.model_copy(

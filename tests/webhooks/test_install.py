@@ -284,6 +284,17 @@ def test_a_receiver_with_the_wrong_client_secret_or_none_stores_nothing(
     assert core_store.list_accounts() == []
 
 
+def test_an_install_by_a_user_who_is_not_an_administrator_is_refused(
+    app_on: Callable[..., tuple[SandboxHandle, dict[str, Any]]], core_store: CoreStore
+) -> None:
+    portal, _ = app_on()
+    app = _admin(portal, "/oauth/apps", {"user_id": 2})  # user 2 is not an administrator
+    with receiver_for(core_store, settings_for(app)) as receiver:
+        answer = install(portal, receiver, app["client_id"])
+    assert answer["status"] == 403 and "not a Bitrix24 administrator" in answer["answer"]
+    assert core_store.list_accounts() == []
+
+
 def test_tokens_and_the_client_secret_never_reach_logs_answers_or_repr(
     app_on: Callable[..., tuple[SandboxHandle, dict[str, Any]]],
     core_store: CoreStore,
