@@ -20,17 +20,20 @@ noticed rather than leaking a raw psycopg/httpx/postgrest exception (and maybe a
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
 import psycopg_pool
-from postgrest.exceptions import APIError
-from supabase import SupabaseException
 
 from .secrets import redact_text
+
+if TYPE_CHECKING:  # imported only with the Supabase backend: importing supabase costs every run ~0.2 s
+    from postgrest.exceptions import APIError
+    from supabase import SupabaseException
 
 __all__ = [
     "MASS_REMOVAL_SQLSTATE",
@@ -349,7 +352,8 @@ def _api_error(exc: APIError, target: str) -> CoreError:
 
 def is_transient_api_error(exc: BaseException) -> bool:
     """Whether a PostgREST error is worth retrying (gateway errors, pool exhaustion, deadlocks)."""
-    if not isinstance(exc, APIError):
+    api_error = getattr(sys.modules.get("postgrest.exceptions"), "APIError", None)
+    if api_error is None or not isinstance(exc, api_error):
         return False
     code = str(exc.code or "")
     return (
@@ -361,6 +365,8 @@ def is_transient_api_error(exc: BaseException) -> bool:
 
 def _httpx_error(exc: httpx.HTTPError, target: str) -> CoreError:
     if isinstance(exc, httpx.HTTPStatusError):
+        from postgrest.exceptions import APIError
+
         code = str(exc.response.status_code)
         return _api_error(APIError({"code": code, "message": exc.response.reason_phrase}), target)
     if isinstance(exc, httpx.TransportError):
@@ -393,55 +399,77 @@ def _stream_error(exc: Exception, target: str) -> CoreError:
 
 Translator = Callable[[Any, str], CoreError]
 
+
 # Vendor exception class -> translator. The most specific class wins (checked along the MRO).
 # Keep every exception class these libraries export listed here: tests/core/test_errors.py checks it.
-VENDOR_ERRORS: dict[type[BaseException], Translator] = {
-    psycopg.Error: _psycopg_error,
-    psycopg.InterfaceError: _psycopg_error,
-    psycopg.DatabaseError: _psycopg_error,
-    psycopg.DataError: _psycopg_error,
-    psycopg.OperationalError: _psycopg_error,
-    psycopg.IntegrityError: _psycopg_error,
-    psycopg.InternalError: _psycopg_error,
-    psycopg.ProgrammingError: _psycopg_error,
-    psycopg.NotSupportedError: _psycopg_error,
-    psycopg.errors.ConnectionTimeout: _psycopg_error,
-    psycopg.errors.CancellationTimeout: _psycopg_error,
-    psycopg.errors.PipelineAborted: _psycopg_error,
-    psycopg_pool.PoolTimeout: _pool_error,
-    psycopg_pool.PoolClosed: _pool_error,
-    psycopg_pool.TooManyRequests: _pool_error,
-    APIError: _api_error,
-    SupabaseException: _supabase_error,
-    httpx.HTTPError: _httpx_error,
-    httpx.RequestError: _httpx_error,
-    httpx.TransportError: _httpx_error,
-    httpx.TimeoutException: _httpx_error,
-    httpx.ConnectTimeout: _httpx_error,
-    httpx.ReadTimeout: _httpx_error,
-    httpx.WriteTimeout: _httpx_error,
-    httpx.PoolTimeout: _httpx_error,
-    httpx.NetworkError: _httpx_error,
-    httpx.ConnectError: _httpx_error,
-    httpx.ReadError: _httpx_error,
-    httpx.WriteError: _httpx_error,
-    httpx.CloseError: _httpx_error,
-    httpx.ProtocolError: _httpx_error,
-    httpx.LocalProtocolError: _httpx_error,
-    httpx.RemoteProtocolError: _httpx_error,
-    httpx.ProxyError: _httpx_error,
-    httpx.UnsupportedProtocol: _invalid_url,
-    httpx.DecodingError: _httpx_error,
-    httpx.TooManyRedirects: _httpx_error,
-    httpx.HTTPStatusError: _httpx_error,
-    httpx.InvalidURL: _invalid_url,
-    httpx.CookieConflict: _stream_error,
-    httpx.StreamError: _stream_error,
-    httpx.StreamConsumed: _stream_error,
-    httpx.StreamClosed: _stream_error,
-    httpx.ResponseNotRead: _stream_error,
-    httpx.RequestNotRead: _stream_error,
-}
+class _VendorErrors(dict[type[BaseException], Translator]):
+    """The table, with postgrest's and supabase's classes added once those modules are imported (by
+    the Supabase backend): the Postgres backend never imports them, and cannot meet their errors."""
+
+    def _load(self) -> None:
+        postgrest, supabase = sys.modules.get("postgrest.exceptions"), sys.modules.get("supabase")
+        if postgrest is not None and not super().__contains__(postgrest.APIError):
+            super().__setitem__(postgrest.APIError, _api_error)
+        if supabase is not None and not super().__contains__(supabase.SupabaseException):
+            super().__setitem__(supabase.SupabaseException, _supabase_error)
+
+    def get(self, key: type[BaseException], default: Any = None) -> Any:
+        self._load()
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if not super().__contains__(key):
+            self._load()
+        return super().__contains__(key)
+
+
+VENDOR_ERRORS: dict[type[BaseException], Translator] = _VendorErrors(
+    {
+        psycopg.Error: _psycopg_error,
+        psycopg.InterfaceError: _psycopg_error,
+        psycopg.DatabaseError: _psycopg_error,
+        psycopg.DataError: _psycopg_error,
+        psycopg.OperationalError: _psycopg_error,
+        psycopg.IntegrityError: _psycopg_error,
+        psycopg.InternalError: _psycopg_error,
+        psycopg.ProgrammingError: _psycopg_error,
+        psycopg.NotSupportedError: _psycopg_error,
+        psycopg.errors.ConnectionTimeout: _psycopg_error,
+        psycopg.errors.CancellationTimeout: _psycopg_error,
+        psycopg.errors.PipelineAborted: _psycopg_error,
+        psycopg_pool.PoolTimeout: _pool_error,
+        psycopg_pool.PoolClosed: _pool_error,
+        psycopg_pool.TooManyRequests: _pool_error,
+        httpx.HTTPError: _httpx_error,
+        httpx.RequestError: _httpx_error,
+        httpx.TransportError: _httpx_error,
+        httpx.TimeoutException: _httpx_error,
+        httpx.ConnectTimeout: _httpx_error,
+        httpx.ReadTimeout: _httpx_error,
+        httpx.WriteTimeout: _httpx_error,
+        httpx.PoolTimeout: _httpx_error,
+        httpx.NetworkError: _httpx_error,
+        httpx.ConnectError: _httpx_error,
+        httpx.ReadError: _httpx_error,
+        httpx.WriteError: _httpx_error,
+        httpx.CloseError: _httpx_error,
+        httpx.ProtocolError: _httpx_error,
+        httpx.LocalProtocolError: _httpx_error,
+        httpx.RemoteProtocolError: _httpx_error,
+        httpx.ProxyError: _httpx_error,
+        httpx.UnsupportedProtocol: _invalid_url,
+        httpx.DecodingError: _httpx_error,
+        httpx.TooManyRedirects: _httpx_error,
+        httpx.HTTPStatusError: _httpx_error,
+        httpx.InvalidURL: _invalid_url,
+        httpx.CookieConflict: _stream_error,
+        httpx.StreamError: _stream_error,
+        httpx.StreamConsumed: _stream_error,
+        httpx.StreamClosed: _stream_error,
+        httpx.ResponseNotRead: _stream_error,
+        httpx.RequestNotRead: _stream_error,
+    }
+)
 
 
 def translate(exc: BaseException, target: str) -> CoreError | None:
