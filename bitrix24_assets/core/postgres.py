@@ -406,6 +406,9 @@ class PostgresStore(CoreStore):
     def count_active_employees(self, account_id: str) -> int:
         return int(self._scalar("select core.count_active_employees(%s::uuid)", (account_id,)))
 
+    def department_problems(self, account_id: str) -> dict[str, int]:
+        return dict(self._call("select * from core.department_problems(%s::uuid)", (account_id,))[0])
+
     # ---- catalogue and retention -------------------------------------------------------------------------
     def table_columns(self, table: str) -> list[tuple[str, str]]:
         rows = self._call("select * from core.table_columns(%s)", (table,))

@@ -273,6 +273,11 @@ class CoreStore(ABC):
     def count_active_employees(self, account_id: str) -> int:
         """Active employees linked to this account."""
 
+    @abstractmethod
+    def department_problems(self, account_id: str) -> dict[str, int]:
+        """Live departments of the account whose parent is not a live department (``orphans``) and
+        whose head is not one of its employees (``heads_not_employees``)."""
+
     # ---- catalogue and retention -----------------------------------------------------------------------
     @abstractmethod
     def table_columns(self, table: str) -> list[tuple[str, str]]:

@@ -390,6 +390,9 @@ class SupabaseStore(CoreStore):
     def count_active_employees(self, account_id: str) -> int:
         return int(self._rpc("count_active_employees", {"p_account": account_id}))
 
+    def department_problems(self, account_id: str) -> dict[str, int]:
+        return dict(self._first("department_problems", {"p_account": account_id}))
+
     # ---- catalogue and retention -------------------------------------------------------------------------
     def table_columns(self, table: str) -> list[tuple[str, str]]:
         return [(r["column_name"], r["data_type"]) for r in self._rpc("table_columns", {"p_table": table})]

@@ -41,12 +41,11 @@ class PostMerge:
 
 @dataclass(frozen=True)
 class CoreCheck:
-    """A check of ``core_<entity>`` for each entity in ``entities``."""
+    """A check of ``core_<entity>`` for each registry entity that lists ``suffix`` in its ``checks``."""
 
     suffix: str
     description: str
     evaluate: Callable[[CoreStore, CoreEntity, PostMerge], tuple[bool, dict[str, Any], Severity]]
-    entities: tuple[str, ...]
 
     def name(self, entity: str) -> str:
         return f"core_{entity}_{self.suffix}"
@@ -86,40 +85,52 @@ def _owners_resolved(
     )
 
 
+def _tree_resolved(
+    store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
+) -> tuple[bool, dict[str, Any], Severity]:
+    problems = store.department_problems(ctx.account_id)
+    return problems.get("orphans", 0) == 0, problems, "warn"
+
+
 CORE_CHECKS: tuple[CoreCheck, ...] = (
     CoreCheck(
         "no_duplicate_bitrix_ids",
         "Each Bitrix24 ID is stored at most once for the account.",
         _no_duplicates,
-        ("employees", "tasks", "events"),
     ),
     CoreCheck(
         "count_matches_source",
         "Active employees in Core equal the active users of a read proven complete (users are always "
         "read in full).",
         _employee_count,
-        ("employees",),
     ),
     CoreCheck(
         "one_account_per_portal",
         "No other integration account of the company syncs the same portal (it would store every "
         "person twice).",
         _one_account_per_portal,
-        ("employees",),
     ),
     CoreCheck(
         "owners_resolved",
         "Counts live tasks whose responsible person or creator is not a known employee (warns); tasks "
         "of people known not to be employees (extranet guests) are counted apart and do not fail it.",
         _owners_resolved,
-        ("tasks",),
+    ),
+    CoreCheck(
+        "tree_resolved",
+        "Every live department's parent is a live department of the account (warns); heads who are not "
+        "employees of the account are counted and do not fail it.",
+        _tree_resolved,
     ),
 )
 
 
 def checks_for(entity: str) -> list[CoreCheck]:
-    """The checks of ``core_<entity>``."""
-    return [check for check in CORE_CHECKS if entity in check.entities]
+    """The checks of ``core_<entity>``: those its registry entry lists (``Entity.checks``)."""
+    from bitrix24_assets.pipeline.entities import ENTITIES
+
+    wanted = ENTITIES[entity].checks if entity in ENTITIES else ()
+    return [check for check in CORE_CHECKS if check.suffix in wanted]
 
 
 def evaluate(store: CoreStore, entity: str, core_entity: CoreEntity, ctx: PostMerge) -> list[CheckOutcome]:

@@ -92,6 +92,7 @@ class Entity:
         job_name: the Dagster job that syncs it alone (incremental runs from the inbox).
         job_description: what that job does, as the Dagster UI shows it.
         hourly: synced by the hourly job (cheap enough to read every hour).
+        checks: the post-merge checks of ``core_<name>``, by suffix (``pipeline/checks.py``).
     """
 
     name: str
@@ -112,6 +113,7 @@ class Entity:
     windowed: bool = False
     depends_on: tuple[str, ...] = ()
     hourly: bool = True
+    checks: tuple[str, ...] = ()
 
     @property
     def scope(self) -> str:
@@ -212,6 +214,7 @@ EMPLOYEES = Entity(
     preview_columns=("bitrix_id", "full_name", "email", "position", "is_active", "departments"),
     event_entity=EventEntity.EMPLOYEES,
     job_description="Sync employees of one account (users are always read in full).",
+    checks=("no_duplicate_bitrix_ids", "count_matches_source", "one_account_per_portal"),
 )
 DEPARTMENTS = Entity(
     name="departments",
@@ -230,6 +233,7 @@ DEPARTMENTS = Entity(
     job_description="Sync the department tree of one account (read in full: one cheap department.get "
     "enumeration) and the employees' memberships.",
     depends_on=("employees",),
+    checks=("tree_resolved",),
 )
 TASKS = Entity(
     name="tasks",
@@ -254,6 +258,7 @@ TASKS = Entity(
     ),
     event_entity=EventEntity.TASKS,
     job_description="Sync tasks of one account: changes since the last sync unless `full` is set.",
+    checks=("no_duplicate_bitrix_ids", "owners_resolved"),
     cursor=CursorSpec(row_field="changed_at_source", filter_key=">=CHANGED_DATE"),
     depends_on=("employees",),
 )
@@ -286,6 +291,7 @@ EVENTS = Entity(
     # calendar.event.get has no change filter: every sync reads every calendar (one command per
     # user, ~400 s of server time on a 10k-user cloud portal), so events have their own schedule
     hourly=False,
+    checks=("no_duplicate_bitrix_ids",),
 )
 
 ENTITIES: Mapping[str, Entity] = {e.name: e for e in (EMPLOYEES, TASKS, EVENTS, DEPARTMENTS)}

@@ -80,6 +80,7 @@ def test_merge_builds_the_tree_resolves_heads_and_is_unchanged_on_rerun(
         "4": ("1", None),  # head 9 is not an employee (yet): its Bitrix id is kept
     }
     assert stored["4"]["head_bitrix_id"] == "9"
+    assert core_store.department_problems(portal.id) == {"orphans": 0, "heads_not_employees": 1}
     assert memberships(db, portal.id) == {("1", "1"), ("2", "2"), ("2", "3")}
     assert core_store.merge_departments(portal.id, tree_rows(), full=True) == MergeCounts(
         unchanged=4, rows_in_table=4, live_rows=4
@@ -135,12 +136,31 @@ def test_full_merge_marks_missing_departments_deleted_and_drops_their_membership
     assert counts == MergeCounts(updated=1, unchanged=2, removed=1, rows_in_table=4, live_rows=3)
     stored = departments(db, portal.id)
     assert stored["3"]["deleted"] and stored["2"]["name"] == "Sales & Marketing"
+    assert core_store.department_problems(portal.id)["orphans"] == 0
     assert memberships(db, portal.id) == {("1", "1"), ("2", "2")}
     # incremental merges never remove; a department that comes back is live again
     assert core_store.merge_departments(portal.id, tree_rows()[:1], full=False).removed == 0
     assert core_store.merge_departments(portal.id, tree_rows(), full=True).updated == 2
     assert not departments(db, portal.id)["3"]["deleted"]
     assert ("2", "3") in memberships(db, portal.id)
+
+
+def test_a_live_department_under_a_missing_or_deleted_parent_is_an_orphan(
+    core_store: PostgresStore, portal: Portal
+) -> None:
+    """What the core_departments_tree_resolved check counts: the tree is broken where a live
+    department's parent is deleted or was never read (here: incremental merges that say so)."""
+    core_store.merge_departments(portal.id, tree_rows(), full=True)
+    assert core_store.department_problems(portal.id)["orphans"] == 0
+    allow = RemovalGuard(allow=True)
+    core_store.merge_departments(
+        portal.id, [r for r in tree_rows() if r.bitrix_id != "2"], full=True, guard=allow
+    )
+    assert core_store.department_problems(portal.id)["orphans"] == 1  # Sales East under deleted Sales
+    core_store.merge_departments(portal.id, [DepartmentRow(bitrix_id="5", parent_bitrix_id="77")], full=False)
+    assert core_store.department_problems(portal.id)["orphans"] == 2  # a parent never read
+    core_store.merge_departments(portal.id, [DepartmentRow(bitrix_id="77", name="Found")], full=False)
+    assert core_store.department_problems(portal.id)["orphans"] == 1  # resolved by the next merge
 
 
 def test_rejected_ids_are_kept_and_the_guard_refuses_mass_removal(
@@ -197,6 +217,7 @@ def test_supabase_backend_merges_departments_like_postgres(
     with running_standin(core_dsn, KEY) as (base_url, app):
         store = SupabaseStore(base_url, KEY, chunk_rows=2)  # departments go in one call regardless
         assert _scenario(store, rest.id) == _scenario(core_store, direct.id)
+        assert store.department_problems(rest.id) == core_store.department_problems(direct.id)
         store.close()
     assert departments(db, rest.id) == departments(db, direct.id)
     assert (

@@ -27,7 +27,7 @@ def test_the_assets_have_lineage_and_are_in_the_hourly_and_nightly_jobs(test_def
         job_def = test_defs.resolve_job_def(job.name)
         assert all(job_def.asset_layer.has(dg.AssetKey(k)) for k in KEYS), job.name
     checks = {key.name for key in graph.asset_check_keys}
-    assert "mapped_departments_mostly_valid" in checks
+    assert {"mapped_departments_mostly_valid", "core_departments_tree_resolved"} <= checks
 
 
 def test_materialising_departments_for_one_partition_fills_core(
@@ -48,6 +48,10 @@ def test_materialising_departments_for_one_partition_fills_core(
     assert core_mat.metadata["dagster/table_name"].value == "core.departments"
     assert core_mat.metadata["inserted"].value == departments
     assert core_mat.metadata["account"].value == "Portal"
+    tree_check = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "core_departments_tree_resolved"
+    ]
+    assert [(c.passed, c.metadata["orphans"].value) for c in tree_check] == [(True, 0)]
     stored = query(
         core_dsn,
         "select count(*), count(parent_id) from core.departments where integration_account_id = %s::uuid",

@@ -84,6 +84,12 @@ def test_a_full_sync_builds_the_tree_and_the_memberships(
     counts = outcome.merge.counts
     assert (counts.unchanged, counts.removed) == (len(sandbox.state.departments), 0)
     assert counts.live_rows == counts.rows_in_table == len(sandbox.state.departments)
+    (check,) = outcome.merge.checks
+    assert (check.name, check.passed, check.metadata["orphans"]) == (
+        "core_departments_tree_resolved",
+        True,
+        0,
+    )
     with psycopg.connect(core_dsn) as conn:
         depth = dict(
             conn.execute("select bitrix_id, depth from core.department_tree(%s::uuid)", (account,)).fetchall()

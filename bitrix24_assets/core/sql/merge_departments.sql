@@ -216,3 +216,20 @@ as $$
     )
     select t.id, t.bitrix_id, t.name, t.parent_id, t.head_id, t.depth, t.path from tree t order by t.ord;
 $$;
+
+-- What the core_departments_tree_resolved check reports for an account: live departments whose
+-- parent is not a live department of the account (the tree is broken there: a read that saw the
+-- child but not its parent, or a parent deleted under a live child), and live departments whose
+-- head is not an employee of the account (a guest, or a user not synced yet).
+create or replace function core.department_problems(p_account uuid)
+returns table (orphans integer, heads_not_employees integer)
+language sql stable
+set search_path = ''
+as $$
+    select (count(*) filter (where d.parent_bitrix_id is not null
+                             and (p.id is null or p.is_deleted)))::integer,
+           (count(*) filter (where d.head_bitrix_id is not null and d.head_id is null))::integer
+    from core.departments d
+    left join core.departments p on p.id = d.parent_id
+    where d.integration_account_id = p_account and not d.is_deleted;
+$$;
