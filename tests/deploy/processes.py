@@ -45,6 +45,7 @@ class Services:
     cwd: Path
     started: list[Service] = field(default_factory=list)
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)
 
     def start(self, name: str, argv: Sequence[str]) -> Service:
         log = self.log_dir / f"{name}.log"
@@ -63,7 +64,7 @@ class Services:
 
     def check_alive(self) -> None:
         for service in self.started:
-            if service.proc.poll() is not None:
+            if service.name not in self.stopped and service.proc.poll() is not None:
                 raise AssertionError(
                     f"{service.name} exited with {service.proc.returncode}:\n{self.tail(service)}"
                 )
@@ -95,6 +96,13 @@ class Services:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}")
             time.sleep(interval)
 
+    def stop_service(self, name: str, timeout: float = 20.0) -> None:
+        """Stop one service (SIGTERM, then SIGKILL after ``timeout``); the others keep running."""
+        self.remember_descendants()
+        (service,) = [s for s in self.started if s.name == name]
+        self.stopped.add(name)
+        _terminate(service, timeout)
+
     def stop(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every service (the receiver, Dagster's processes shut down on it), SIGKILL what
         is left after ``timeout``; return what was still running after that (should be nothing)."""
@@ -105,18 +113,25 @@ class Services:
                     service.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for service in reversed(self.started):
-            try:
-                service.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.proc.pid, signal.SIGKILL)
-                service.proc.wait(timeout=5)
+            _terminate(service, max(0.1, deadline - time.monotonic()))
         _, alive = psutil.wait_procs(list(self.seen.values()), timeout=max(1.0, deadline - time.monotonic()))
         leaked = [f"{p.pid} {_cmdline(p)}" for p in alive]
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         return leaked
+
+
+def _terminate(service: Service, timeout: float) -> None:
+    if service.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            service.proc.send_signal(signal.SIGTERM)
+    try:
+        service.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.proc.pid, signal.SIGKILL)
+        service.proc.wait(timeout=5)
 
 
 def _cmdline(proc: psutil.Process) -> str:

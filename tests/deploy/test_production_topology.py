@@ -179,6 +179,10 @@ def test_hourly_cycle_through_code_server_webserver_daemon_and_receiver(
             timeout=120,
         )
         marks["inbox run done"] = time.monotonic() - started
+        # shut down as an operator would: the daemon first (nothing new is launched), then the
+        # rest once no run is in flight (a run's worker is the code server's child, not ours)
+        services.stop_service("daemon")
+        services.wait_for("runs in flight to end", lambda: _no_run_in_flight(instance), timeout=60)
     except BaseException:
         services.stop()
         instance.dispose()
@@ -266,6 +270,11 @@ def _graphql_finished(client: DagsterGraphQLClient, run_ids: list[str]) -> list[
     except DagsterGraphQLClientError:
         return None
     return statuses if all(dg.DagsterRunStatus(s) in FINISHED for s in statuses) else None
+
+
+def _no_run_in_flight(instance: dg.DagsterInstance) -> bool | None:
+    busy = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    return None if instance.get_runs(filters=dg.RunsFilter(statuses=busy), limit=1) else True
 
 
 def _finished_run(instance: dg.DagsterInstance, job: str, account: str) -> dg.DagsterRun | None:
