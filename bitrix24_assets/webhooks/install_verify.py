@@ -102,9 +102,10 @@ def verify_install(
         body.get("client_endpoint") or request.client_endpoint or f"https://{request.domain}/rest/"
     )
     expires = body.get("expires")
+    host = _host(endpoint)  # the OAuth server's word on where the portal is, not the request's
     verified = VerifiedInstall(
         member_id=request.member_id,
-        domain=request.domain,
+        domain=host or request.domain,
         client_endpoint=endpoint,
         access_token=SecretStr(str(body["access_token"])),
         refresh_token=SecretStr(str(body.get("refresh_token") or request.refresh_token.get_secret_value())),
@@ -114,10 +115,17 @@ def verify_install(
     return _portal_accepts(verified, client_id, client_secret, token_url)
 
 
+def _host(url: str) -> str:
+    try:
+        return httpx.URL(url).netloc.decode("ascii", "replace") if "://" in url else ""
+    except (httpx.InvalidURL, ValueError):
+        return ""
+
+
 def _unix_time(value: Any) -> float | None:
     """The token answer's ``expires`` (Unix seconds, a number or digits), else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10**12:
+        return float(value)  # a NaN fails the comparison, a huge int never reaches float()
     text = str(value or "")
     return float(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
 
