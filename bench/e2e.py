@@ -7,8 +7,8 @@ Three kinds of run, as the schedules run them:
 
 - cold (full): ``bitrix24_full_sync_job`` on an empty Core (the first sync; nightly later),
   once per account of ``--cold-runs`` accounts with the same portal data;
-- incremental, nothing changed: ``bitrix24_sync_job``, the hourly job: employees (read in full)
-  and the tasks changed since the last sync, ``--repeats`` times;
+- incremental, nothing changed: ``bitrix24_sync_job``, the hourly job: employees and departments
+  (read in full) and the tasks changed since the last sync, ``--repeats`` times;
 - events window re-read: ``bitrix24_events_job``, the 6-hourly job: every calendar over the
   window (``calendar.event.get`` has no change filter, so this is never incremental).
 
@@ -119,14 +119,14 @@ RUNS = (
     ("events window re-read (6-hourly job)", "bitrix24_events_job"),
 )
 CONTENTS = {
-    "cold (full)": "full read of users, tasks, events window into an empty Core",
-    "incremental, nothing changed": "hourly job: users in full + tasks changed since the cursor",
+    "cold (full)": "full read of users, tasks, events window, departments into an empty Core",
+    "incremental, nothing changed": "hourly job: users, departments in full + tasks changed since the cursor",
     "events window re-read (6-hourly job)": "every calendar over the window (no change filter)",
 }
 PARTS = ("client", "mapping", "merge", "checks", "sync_log", "dagster")
 # The cold run's reads, each by the bare client: what "time spent in the client" is without
 # Dagster and without the mapping that rides on the read.
-COLD_READS = ("employees", "tasks", "events")
+COLD_READS = tuple(ENTITIES)
 
 
 def _meta(mat: Any, key: str) -> float:
