@@ -94,6 +94,25 @@ def tree_cpu(pids: Sequence[int]) -> float:
     return total
 
 
+def stop_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the daemon, then whatever of its code server and run workers is left."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
 def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
 
@@ -230,15 +249,11 @@ def run_cycle(
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{path}: {len(done)} of {len(records)} runs finished in {timeout:.0f} s")
-            time.sleep(0.2)
+            time.sleep(1.0)
         cpu = tree_cpu([daemon.pid, pg_pid]) - cpu0
         sandbox_cpu = tree_cpu([sandbox.pid]) - sandbox0
     finally:
-        daemon.send_signal(signal.SIGINT)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_tree(daemon)
     start = min(r.create_timestamp.timestamp() for r in records)
     wanted = {e.core_key for e in hourly_entities()}
     last: dict[str, float] = {}
@@ -299,16 +314,17 @@ def table(fleet: Figures, baseline: Figures | None, n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="One hourly cycle: the fleet vs one run per portal.")
     parser.add_argument("--portals", type=int, default=200)
-    parser.add_argument("--baseline-portals", type=int, default=None, help="default min(N, 100); 0 skips it")
+    parser.add_argument("--baseline-portals", type=int, default=None, help="default min(N, 40); 0 skips it")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--profile", default="cloud", choices=["instant", "cloud", "enterprise"])
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=16, help="portals in flight per fleet run")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--events", default="core", choices=["core", "full"], help="BITRIX24_FLEET_EVENTS")
     args = parser.parse_args(argv)
     n = args.portals
-    m = min(n, 100) if args.baseline_portals is None else min(n, args.baseline_portals)
+    m = min(n, 40) if args.baseline_portals is None else min(n, args.baseline_portals)
 
     from bitrix24_assets.core.embedded import EmbeddedPostgres
 
@@ -338,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
                 "BITRIX24_FLEET_SPREAD_SECONDS": "0",  # the whole cycle at once: a throughput test
                 "BITRIX24_FLEET_CYCLE_SECONDS": "86400",  # one cycle during the bench
                 "BITRIX24_FLEET_WORKERS": str(args.workers),
+                "BITRIX24_FLEET_EVENTS": args.events,
             }
-            runs = math.ceil(n / 500)
+            runs = math.ceil(n / int(os.environ.get("BITRIX24_FLEET_MAX_PER_RUN", "250")))
             fleet = run_cycle(
                 "fleet",
                 dagster_home(tmp, "dh_fleet"),
@@ -351,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                 sandbox,
                 args.timeout,
             )
-            print(f"fleet cycle done: {fleet.synced} portals in {fleet.wall:.1f} s", flush=True)
+            print(
+                f"fleet cycle done ({fleet.runs} runs, events '{args.events}'): {fleet.synced} portals in "
+                f"{fleet.wall:.1f} s",
+                flush=True,
+            )
             baseline = None
             if m:
                 with_runs = accounts[:m]

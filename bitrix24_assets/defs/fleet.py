@@ -12,8 +12,11 @@ named in the run's failure.
 - ``bitrix24_fleet_sensor`` (running; every ``BITRIX24_FLEET_SENSOR_SECONDS``, 30): each hour
   (``BITRIX24_FLEET_CYCLE_SECONDS``) is a cycle; accounts hold a fixed slot (hash of the id, 60
   slots), and the slots are cut into as many windows as batches of ``BITRIX24_FLEET_MAX_PER_RUN``
-  (500) are needed, spread over ``BITRIX24_FLEET_SPREAD_SECONDS`` (the hour). A window's batch is
-  requested once it is due: no thundering herd, and each account's sync time stays put.
+  (250: a run writes its events one after another, so smaller batches run side by side) are needed,
+  spread over ``BITRIX24_FLEET_SPREAD_SECONDS`` (the hour). A window's batch is requested once it
+  is due: no thundering herd, and each account's sync time stays put.
+- What a portal records is ``BITRIX24_FLEET_EVENTS`` (run config ``events``): ``core`` (default) or
+  ``full``, see :func:`portal_events`.
 - Only small, healthy portals ride the fleet: every hourly entity's latest sync succeeded (or was
   skipped) and read at most ``BITRIX24_FLEET_MAX_ROWS`` (5,000) records. New, failing and large
   portals keep one ``bitrix24_sync_job`` run each (``bitrix24_hourly_sync``), so a 100k-task
@@ -68,12 +71,13 @@ def _env_number(name: str, default: float) -> float:
 
 
 FLEET_ENABLED = os.environ.get("BITRIX24_FLEET", "on").strip().lower() not in ("off", "0", "false", "no")
-MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 500)))
+MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 250)))
 WORKERS = max(1, int(_env_number("BITRIX24_FLEET_WORKERS", 16)))
 MAX_ROWS = int(_env_number("BITRIX24_FLEET_MAX_ROWS", 5000))
 CYCLE_SECONDS = max(60.0, _env_number("BITRIX24_FLEET_CYCLE_SECONDS", 3600))
 SPREAD_SECONDS = min(CYCLE_SECONDS, max(0.0, _env_number("BITRIX24_FLEET_SPREAD_SECONDS", CYCLE_SECONDS)))
 SENSOR_SECONDS = max(1, int(_env_number("BITRIX24_FLEET_SENSOR_SECONDS", 30)))
+EVENTS = "full" if os.environ.get("BITRIX24_FLEET_EVENTS", "core").strip().lower() == "full" else "core"
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -175,6 +179,13 @@ class FleetConfig(dg.Config):
 
     accounts: list[str] = Field(description="Integration account ids (partition keys) to sync.")
     workers: int = Field(default=WORKERS, ge=1, le=256, description="Portals synced at the same time.")
+    events: str = Field(
+        default=EVENTS,
+        pattern="^(core|full)$",
+        description="'core': one core_<entity> materialization per portal and entity (with the read's "
+        "and mapping's figures) and the checks that did not pass; 'full': every event the per-portal "
+        "assets write.",
+    )
 
 
 @dg.op(name=FLEET_OP, out={}, description="Hourly sync of a batch of small portals, one thread per portal.")
@@ -210,7 +221,7 @@ def fleet_sync(
         for result in fleet.run(accounts):
             if result.ok:
                 synced += 1
-                yield from portal_events(result, companies, store)
+                yield from portal_events(result, companies, store, config.events)
             else:
                 failed.append(result)
                 context.log.warning(describe(result))
@@ -243,9 +254,13 @@ def fleet_client(bitrix24: Bitrix24Resource, account: IntegrationAccount, store:
 
 
 def portal_events(
-    result: PortalResult, companies: dict[str, str], store: CoreStore
+    result: PortalResult, companies: dict[str, str], store: CoreStore, level: str = "core"
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
-    """What the per-portal assets would have recorded for this partition."""
+    """What this partition's assets record. ``full``: every event the per-portal assets write (raw,
+    mapped and core materializations, every check). ``core``: one ``core_<entity>`` materialization
+    whose metadata also carries the read's and the mapping's figures (``checks`` lists each check's
+    verdict), and a check evaluation only for a check that did not pass: each event costs Dagster's
+    storage ~25 ms of CPU, more than the whole sync of a small portal."""
     account, partition = result.account, result.account_id
     if account is None:
         return
@@ -256,7 +271,8 @@ def portal_events(
             continue
         entity = entry.entity
         if outcome.skipped is not None:
-            for key in entity.keys:
+            keys = entity.keys if level == "full" else (entity.core_key,)
+            for key in keys:
                 yield dg.AssetObservation(
                     key, partition=partition, metadata={**who, "skipped": outcome.skipped.reason}
                 )
@@ -264,19 +280,40 @@ def portal_events(
         read, merged = outcome.read, outcome.merge
         if read is None or merged is None or read.mapping is None:
             continue
-        yield dg.AssetMaterialization(
-            entity.raw_key, partition=partition, metadata={**who, **read_metadata(entity, read)}
-        )
-        yield dg.AssetMaterialization(
-            entity.mapped_key, partition=partition, metadata={**who, **map_metadata(entity, read.mapping)}
-        )
-        yield _check(entity.mapped_key, read.mapping.check, who, partition)
         schema = table_schema(store, entity.table)
-        yield dg.AssetMaterialization(
-            entity.core_key, partition=partition, metadata={**who, **merge_metadata(entity, merged, schema)}
-        )
-        for check in merged.checks:
-            yield _check(entity.core_key, check, who, partition)
+        checks = [(entity.mapped_key, read.mapping.check), *((entity.core_key, c) for c in merged.checks)]
+        if level == "full":
+            yield dg.AssetMaterialization(
+                entity.raw_key, partition=partition, metadata={**who, **read_metadata(entity, read)}
+            )
+            yield dg.AssetMaterialization(
+                entity.mapped_key, partition=partition, metadata={**who, **map_metadata(entity, read.mapping)}
+            )
+        else:
+            figures = {**read_metadata(entity, read), **map_metadata(entity, read.mapping)}
+            figures.pop("preview", None)
+            figures.pop("dagster/row_count", None)
+            figures["records_read"] = read.records
+            verdicts = {c.name: "passed" if c.passed else c.severity for _, c in checks}
+            yield dg.AssetMaterialization(
+                entity.core_key,
+                partition=partition,
+                metadata={
+                    **who,
+                    **figures,
+                    **merge_metadata(entity, merged, schema),
+                    "checks": dg.MetadataValue.json(verdicts),
+                },
+            )
+            checks = [(asset, c) for asset, c in checks if not c.passed]
+        if level == "full":
+            yield dg.AssetMaterialization(
+                entity.core_key,
+                partition=partition,
+                metadata={**who, **merge_metadata(entity, merged, schema)},
+            )
+        for asset, check in checks:
+            yield _check(asset, check, who, partition)
 
 
 def _check(asset: str, outcome: CheckOutcome, who: dict[str, Any], partition: str) -> dg.AssetCheckEvaluation:

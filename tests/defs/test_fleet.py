@@ -69,7 +69,7 @@ def test_a_fleet_run_materialises_each_portal_and_a_reexecution_syncs_only_the_f
     revoked = add_account(core_store, revoked_url, "Revoked Co", "revoked-portal")
     instance.add_dynamic_partitions(integration_accounts.name, [*good, revoked])
     job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
-    config = {"ops": {FLEET_OP: {"config": {"accounts": [*good, revoked], "workers": 3}}}}
+    config = {"ops": {FLEET_OP: {"config": {"accounts": [*good, revoked], "workers": 3, "events": "full"}}}}
 
     first = job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
 
@@ -103,7 +103,8 @@ def test_a_fleet_run_materialises_each_portal_and_a_reexecution_syncs_only_the_f
         tags={"dagster/parent_run_id": first.run_id, "dagster/root_run_id": first.run_id},
     )
     assert second.success
-    assert set(_materialized(instance, second.run_id)) == {revoked}
+    again = _materialized(instance, second.run_id)
+    assert set(again) == {revoked} and set(again[revoked]) == keys
     logs = query(
         core_dsn,
         "select integration_account_id::text, run_id, status from core.integration_sync_logs "
@@ -174,3 +175,33 @@ def test_the_sensor_batches_small_healthy_portals_and_leaves_the_rest_their_own_
     with core_resource.store() as store:
         own = own_run_accounts(instance, store, [*small, large, new])
     assert sorted(own) == sorted([large, new])  # the busy one is not queued twice either
+
+
+def test_the_compact_events_carry_the_figures_of_all_three_assets_on_the_core_asset(
+    sandbox: SandboxHandle,
+    core_resource: CoreResource,
+    core_store: CoreStore,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url, "Compact Co", "compact-portal")
+    instance.add_dynamic_partitions(integration_accounts.name, [account])
+    job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
+    config = {"ops": {FLEET_OP: {"config": {"accounts": [account], "events": "core"}}}}
+    result = job.execute_in_process(instance=instance, run_config=config)
+    (materialized,) = _materialized(instance, result.run_id).values()
+    assert set(materialized) == {e.core_key for e in HOURLY}
+    tasks = materialized["core_tasks"].metadata
+    assert tasks["records_read"].value == len(sandbox.state.tasks.rows)  # the read's figure
+    assert "rejected_by_reason" in tasks and tasks["read"].value == "full"  # the mapping's, the read's
+    assert tasks["dagster/row_count"].value == len(sandbox.state.tasks.rows)  # the table's rows
+    verdicts = tasks["checks"].value
+    assert isinstance(verdicts, dict) and verdicts["core_tasks_no_duplicate_bitrix_ids"] == "passed"
+    evaluations = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    failing = {
+        name
+        for m in materialized.values()
+        for name, verdict in m.metadata["checks"].value.items()  # type: ignore[union-attr]
+        if verdict != "passed"
+    }
+    assert {e.event_specific_data.check_name for e in evaluations} == failing  # type: ignore[union-attr]
