@@ -26,6 +26,7 @@ Run: ``python -m bench.fleet --portals 200`` (default; about 3-5 minutes with th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -107,10 +108,8 @@ def stop_tree(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         proc.wait(10)
     for child in children:
-        try:
+        with contextlib.suppress(psutil.Error):
             child.kill()
-        except psutil.Error:
-            pass
 
 
 def postmaster_pid(data_dir: Path) -> int:
