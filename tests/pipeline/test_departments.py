@@ -148,6 +148,7 @@ def test_an_incomplete_read_removes_nothing(
     with pytest.raises(SyncFailed) as failed:
         entity_sync(core_store, tmp_path, run_id="broken").run(account, DEPARTMENTS, FULL)
     assert "INCOMPLETE_READ" in str(failed.value) and failed.value.retryable
+    assert portal.webhook_url.rstrip("/").rsplit("/", 1)[1] not in str(failed.value)  # the secret
     assert stored_tree(core_dsn, account) == before
     assert sync_logs(core_dsn, account)[-1][:2] == ("departments", "failed")
 
@@ -167,6 +168,7 @@ def test_a_read_that_would_remove_most_departments_is_refused(
     with pytest.raises(SyncFailed) as failed:
         entity_sync(core_store, tmp_path, run_id="small").run(account, DEPARTMENTS, FULL)
     assert "allow_mass_removal" in str(failed.value) and "Big portal" in str(failed.value)
+    assert all(p.webhook_url.rstrip("/").rsplit("/", 1)[1] not in str(failed.value) for p in (big, small))
     assert not failed.value.retryable
     assert stored_tree(core_dsn, account) == before
 
