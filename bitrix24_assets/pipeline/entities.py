@@ -145,7 +145,7 @@ class Entity:
         return f"{self.mapped_key}_mostly_valid"
 
 
-# ---- the three entities -------------------------------------------------------------------------
+# ---- the entities -------------------------------------------------------------------------------
 
 
 def _read_users(client: Bitrix24Client, request: ReadRequest) -> Iterable[dict[str, Any]]:
