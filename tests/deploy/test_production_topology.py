@@ -17,9 +17,12 @@ its run worker, where the K8s launcher would ask Kubernetes for a Job.
 One hourly cycle goes through it: ``bitrix24_sync_job`` (what ``bitrix24_hourly_sync`` requests
 per account, with the same partition and tags) is submitted per portal through the webserver's
 GraphQL API, and a task changed in one portal reaches Core through the receiver, the inbox
-sensor and a ``bitrix24_tasks_job`` run. The partitions are added before the daemon starts, as the
-accounts sensor would (its first full syncs are tested in tests/defs), so the cycle is the hourly
-one. Each portal ends with its own materializations, Core rows and sync-log rows of those runs.
+sensor and a ``bitrix24_tasks_job`` run. Then a fleet cycle: one ``bitrix24_fleet_job`` run syncs
+both portals, as ``bitrix24_fleet_sensor`` requests it for small, healthy portals (submitted through
+GraphQL with the sensor's run config, as the sensor's timing is by the hour). The partitions are
+added before the daemon starts, as the accounts sensor would (its first full syncs are tested in
+tests/defs). Each portal ends with its own materializations, Core rows and sync-log rows of every
+one of those runs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from psycopg import sql
 
 from bitrix24_assets.core.embedded import EmbeddedPostgres
 from bitrix24_assets.core.postgres import PostgresStore
+from bitrix24_assets.defs.fleet import BATCH_TAG, CYCLE_TAG, FLEET_JOB, FLEET_OP
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.tags import ACCOUNT_TAG
 from bitrix24_assets.sandbox import SandboxHandle
@@ -179,6 +183,18 @@ def test_hourly_cycle_through_code_server_webserver_daemon_and_receiver(
             timeout=120,
         )
         marks["inbox run done"] = time.monotonic() - started
+        # 3. a fleet cycle: both portals in one bitrix24_fleet_job run, with the run config and tags
+        # bitrix24_fleet_sensor gives a batch (the sensor's timing over the hour is tested in tests/defs)
+        fleet_id = client.submit_job_execution(
+            FLEET_JOB,
+            repository_location_name=LOCATION,
+            run_config={"ops": {FLEET_OP: {"config": {"accounts": sorted(accounts)}}}},
+            tags={CYCLE_TAG: "topology-test", BATCH_TAG: "0.0"},
+        )
+        fleet_status = services.wait_for(
+            "the fleet run", lambda: _graphql_finished(client, [fleet_id]), timeout=120
+        )
+        marks["fleet run done"] = time.monotonic() - started
         # shut down as an operator would: the daemon first (nothing new is launched), then the
         # rest once no run is in flight (a run's worker is the code server's child, not ours)
         services.stop_service("daemon")
@@ -190,6 +206,9 @@ def test_hourly_cycle_through_code_server_webserver_daemon_and_receiver(
     leaked = services.stop()
     try:
         _check_cycle(instance, core_dsn, accounts, hourly_ids, statuses, grpc_port, services)
+        # the fleet run: one run, yet per portal its own materializations and sync-log rows
+        assert fleet_status == ["SUCCESS"], services.logs()
+        _check_portals(instance, core_dsn, accounts, dict.fromkeys(accounts, fleet_id), grpc_port)
         # the receiver's path: the event is in Core's inbox, processed, and its run synced the change
         assert inbox_run.status == dg.DagsterRunStatus.SUCCESS, services.logs()
         assert inbox_run.tags.get("dagster/sensor_name") == "bitrix24_events_inbox_sensor"
@@ -216,15 +235,29 @@ def _check_cycle(
     grpc_port: int,
     services: Services,
 ) -> None:
-    """Per portal: a successful run launched through the code server, its materializations naming
-    the account, the portal's employees in Core and a successful sync-log row of that run."""
+    """Per portal: a successful hourly run of its partition, tagged with its account."""
     assert statuses == ["SUCCESS"] * len(hourly_ids), services.logs()
-    for acc, (portal, name) in accounts.items():
+    for acc, (_, name) in accounts.items():
         run = instance.get_run_by_id(hourly_ids[acc])
+        assert run is not None
+        assert (run.tags["dagster/partition"], run.tags[ACCOUNT_TAG]) == (acc, name)
+    _check_portals(instance, core_dsn, accounts, hourly_ids, grpc_port)
+
+
+def _check_portals(
+    instance: dg.DagsterInstance,
+    core_dsn: str,
+    accounts: dict[str, tuple[SandboxHandle, str]],
+    run_ids: dict[str, str],
+    grpc_port: int,
+) -> None:
+    """Each portal's run was launched through the code server and left that portal's
+    materializations (naming the account), its employees in Core and its successful sync-log rows."""
+    for acc, (portal, name) in accounts.items():
+        run = instance.get_run_by_id(run_ids[acc])
         assert run is not None
         grpc_info = json.loads(run.tags[GRPC_INFO_TAG])  # launched through our code server
         assert (grpc_info["host"], grpc_info["port"]) == ("127.0.0.1", grpc_port)
-        assert (run.tags["dagster/partition"], run.tags[ACCOUNT_TAG]) == (acc, name)
         for asset in ("core_employees", "core_tasks"):
             records = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[acc]), limit=10
@@ -239,7 +272,8 @@ def _check_cycle(
         )
         assert query(core_dsn, active, acc) == [(len(employees),)] and employees
         logged = "select entity from core.integration_sync_logs where run_id = %s and status = 'success'"
-        assert {"employees", "tasks"} <= {r[0] for r in query(core_dsn, logged, run.run_id)}
+        logged += " and integration_account_id = %s"
+        assert {"employees", "tasks"} <= {r[0] for r in query(core_dsn, logged, run.run_id, acc)}
 
 
 def _healthy(url: str) -> bool | None:
