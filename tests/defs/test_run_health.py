@@ -353,10 +353,11 @@ def test_launcher_checks_local_workers_and_leaves_others_running(child: subproce
 
 
 def test_both_instance_configs_enable_the_health_check_and_requeue_runs() -> None:
-    for name in ("dagster.yaml", "dagster.production.yaml"):
+    # local: LocalRunLauncher's pid check; production: K8sRunLauncher, which checks its Jobs itself
+    launchers = {"dagster.yaml": "LocalRunLauncher", "dagster.production.yaml": "K8sRunLauncher"}
+    for name, launcher in launchers.items():
         config = yaml.safe_load((ROOT / "dagster_home" / name).read_text())
-        launcher = {"module": "bitrix24_assets.defs.run_launcher", "class": "LocalRunLauncher"}
-        assert config["run_launcher"] == launcher
+        assert config["run_launcher"]["class"] == launcher
         monitoring = config["run_monitoring"]
         assert monitoring["enabled"] and monitoring["poll_interval_seconds"] <= 60
         assert config["run_coordinator"]["config"]["max_user_code_failure_retries"] > 0
