@@ -312,6 +312,15 @@ def test_dockerfile_runs_as_non_root_and_copies_only_what_dockerignore_lets_in()
     assert "pyproject.toml" in copied  # the project is installed from pyproject.toml
 
 
+def test_dockerfile_installs_the_project_in_place() -> None:
+    """dg.load_from_defs_folder finds the project by the pyproject.toml above the package: a plain
+    install into site-packages has none, so the image installs editable where the code stays."""
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    build_dir = next(arg for op, arg in steps if op == "WORKDIR")
+    assert any(op == "RUN" and "pip install -e " in arg for op, arg in steps)
+    assert ("COPY", f"--from=build {build_dir} {build_dir}") in steps
+
+
 def test_dockerfile_commands_are_entry_points_here() -> None:
     steps = _instructions((ROOT / "Dockerfile").read_text())
     (cmd,) = [json.loads(arg) for op, arg in steps if op == "CMD"]
