@@ -58,6 +58,7 @@ class Figures:
     cpu: float
     sandbox_cpu: float
     lags: list[float]
+    roles: dict[str, float]
 
     @property
     def per_minute(self) -> float:
@@ -110,6 +111,28 @@ def stop_tree(proc: subprocess.Popen[bytes]) -> None:
     for child in children:
         with contextlib.suppress(psutil.Error):
             child.kill()
+
+
+def roles_cpu(daemon: int, postgres: int) -> dict[str, float]:
+    """The product's CPU by role: the daemon itself, its code server(s) (sensors, schedules, run
+    launches), the run workers (the code servers' children, finished ones included) and Postgres."""
+    out = {"daemon": 0.0, "code server": 0.0, "run workers": 0.0, "Core Postgres": tree_cpu([postgres])}
+    try:
+        root = psutil.Process(daemon)
+        t = root.cpu_times()
+        out["daemon"] = t.user + t.system + t.children_user + t.children_system
+        servers = root.children()
+    except psutil.Error:
+        return out
+    for server in servers:
+        try:
+            t = server.cpu_times()
+        except psutil.Error:
+            continue
+        out["code server"] += t.user + t.system
+        out["run workers"] += t.children_user + t.children_system
+        out["run workers"] += tree_cpu([c.pid for c in server.children()])
+    return out
 
 
 def postmaster_pid(data_dir: Path) -> int:
@@ -240,6 +263,7 @@ def run_cycle(
                 raise RuntimeError(f"{path}: no {job} run appeared; see {home / 'daemon.log'}")
             time.sleep(0.05)
         cpu0 = tree_cpu([daemon.pid, pg_pid])
+        roles0 = roles_cpu(daemon.pid, pg_pid)
         sandbox0 = tree_cpu([sandbox.pid])
         while True:
             records = instance.get_run_records(filters=filters)
@@ -250,6 +274,7 @@ def run_cycle(
                 raise RuntimeError(f"{path}: {len(done)} of {len(records)} runs finished in {timeout:.0f} s")
             time.sleep(1.0)
         cpu = tree_cpu([daemon.pid, pg_pid]) - cpu0
+        roles = {k: v - roles0.get(k, 0.0) for k, v in roles_cpu(daemon.pid, pg_pid).items()}
         sandbox_cpu = tree_cpu([sandbox.pid]) - sandbox0
     finally:
         stop_tree(daemon)
@@ -267,7 +292,9 @@ def run_cycle(
     lags = [t - start for t in last.values()]
     failed_runs = sum(1 for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS)
     wall = max(last.values()) - start if last else float("nan")
-    return Figures(path, len(accounts), len(last), failed_runs, len(records), wall, cpu, sandbox_cpu, lags)
+    return Figures(
+        path, len(accounts), len(last), failed_runs, len(records), wall, cpu, sandbox_cpu, lags, roles
+    )
 
 
 def table(fleet: Figures, baseline: Figures | None, n: int) -> str:
@@ -287,6 +314,14 @@ def table(fleet: Figures, baseline: Figures | None, n: int) -> str:
             f"{baseline.cpu_per_portal():.2f}" if baseline else "-",
         ),
         ("product CPU-s, total", f"{fleet.cpu:.1f}", f"{baseline.cpu:.1f}" if baseline else "-"),
+        *(
+            (
+                f"  of which {role}, per portal",
+                f"{fleet.roles.get(role, 0.0) / max(1, fleet.synced):.3f}",
+                f"{baseline.roles.get(role, 0.0) / max(1, baseline.synced):.3f}" if baseline else "-",
+            )
+            for role in ("daemon", "code server", "run workers", "Core Postgres")
+        ),
         (
             "sandbox CPU-s per portal (Bitrix24's side)",
             f"{fleet.sandbox_cpu / max(1, fleet.synced):.3f}",
