@@ -213,6 +213,9 @@ def test_hourly_cycle_through_code_server_webserver_daemon_and_receiver(
         assert inbox_run.status == dg.DagsterRunStatus.SUCCESS, services.logs()
         assert inbox_run.tags.get("dagster/sensor_name") == "bitrix24_events_inbox_sensor"
         assert inbox_run.tags.get(ACCOUNT_TAG) == "globex.sandbox"
+        # no secret crossed into Dagster: not in any run's config or tags, nor in its event log
+        run_ids = [*hourly_ids.values(), fleet_id, inbox_run.run_id]
+        _check_no_secrets(instance, run_ids, [sandbox.webhook_url, portal_b.webhook_url], token)
         processed = "select event, processed_at is not null from core.integration_events"
         processed += " where integration_account_id = %s"
         assert ("ONTASKUPDATE", True) in query(core_dsn, processed, acc_b)
@@ -274,6 +277,19 @@ def _check_portals(
         logged = "select entity from core.integration_sync_logs where run_id = %s and status = 'success'"
         logged += " and integration_account_id = %s"
         assert {"employees", "tasks"} <= {r[0] for r in query(core_dsn, logged, run.run_id, acc)}
+
+
+def _check_no_secrets(
+    instance: dg.DagsterInstance, run_ids: list[str], webhooks: list[str], token: str
+) -> None:
+    secrets_ = [token, *(url.rstrip("/").rsplit("/", 1)[1] for url in webhooks)]
+    assert all(len(secret) >= 8 for secret in secrets_)
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None
+        stored = json.dumps([run.run_config, run.tags], default=str)
+        stored += "".join(repr(entry) for entry in instance.all_logs(run_id))
+        assert not [secret for secret in secrets_ if secret in stored], run.job_name
 
 
 def _healthy(url: str) -> bool | None:
