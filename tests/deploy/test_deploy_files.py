@@ -258,6 +258,8 @@ SECRET_LIKE = [
 ]
 DEPLOY_FILES = [
     "deploy/helm/values.yaml",
+    "deploy/docker/compose.yaml",
+    "deploy/docker/workspace.yaml",
     "deploy/k8s/events-receiver.yaml",
     "dagster_home/dagster.production.yaml",
     "dagster_home/dagster.docker.yaml",
@@ -338,3 +340,33 @@ def test_dockerfile_passes_hadolint() -> None:
         [str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_docker_compose_matches_the_docker_instance_and_the_image() -> None:
+    """The compose file for one Docker host runs the image's commands on the network and volume that
+    dagster.docker.yaml gives run containers, with secrets only from its .env file."""
+    compose = _yaml("deploy/docker/compose.yaml")
+    launcher = _yaml("dagster_home/dagster.docker.yaml")["run_launcher"]["config"]
+    services = compose["services"]
+    assert compose["networks"]["bitrix24"]["name"] == launcher["network"]
+    volume = launcher["container_kwargs"]["volumes"][0].split(":")[0]
+    assert compose["volumes"][volume]["name"] == volume
+    for name, service in services.items():
+        assert service["image"] == "bitrix24-assets:local" and service["env_file"] == ".env", name
+        assert "dagster.docker.yaml:/opt/dagster/dagster_home/dagster.yaml:ro" in " ".join(service["volumes"])
+        command = service.get("command")
+        assert command is None or (BIN / command[0]).exists(), name
+    # the workspace names the service that runs the image's default command (the code server)
+    (server,) = [entry["grpc_server"] for entry in _yaml("deploy/docker/workspace.yaml")["load_from"]]
+    assert server["host"] in services and "command" not in services[server["host"]]
+    cmd = json.loads(next(arg for op, arg in _instructions((ROOT / "Dockerfile").read_text()) if op == "CMD"))
+    assert str(server["port"]) == cmd[cmd.index("-p") + 1]
+    assert services[server["host"]]["environment"]["DAGSTER_CURRENT_IMAGE"] == "bitrix24-assets:local"
+    # what the launcher passes to run containers is set in .env; the example holds no real secret
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy/docker/example.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(launcher["env_vars"]) <= example.keys()
+    assert all("CHANGE_ME" in v for k, v in example.items() if k.endswith(("_URL", "_KEY")) and "://" in v)
