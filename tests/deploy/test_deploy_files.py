@@ -9,6 +9,8 @@
   instance config the way the chart's templates do, pass the same Dagster schemas;
 - no secret is written inline anywhere, and Core's credentials come from the ``bitrix24-core``
   Kubernetes secret;
+- the compose file for one Docker host matches ``dagster.docker.yaml`` (network, volume, the env
+  its runs get) and the image (commands, the code server's port);
 - the Dockerfile passes hadolint, runs as a non-root user, copies only what ``.dockerignore`` lets
   in, and its two commands are entry points of this environment (the topology test runs both).
 """
