@@ -263,7 +263,8 @@ def _removal_sentence(account: IntegrationAccount, rows: dict[str, int]) -> str:
     return (
         f"Removing account {_describe(account)} deletes its {rows['tasks']} tasks,"
         f" {rows['calendar_events']} calendar events, {rows['integration_sync_logs']} sync-log rows and"
-        f" {rows['integration_events']} inbox events; its {rows['employees']} employees stay in"
+        f" {rows['integration_events']} inbox events, with its departments, their memberships and its"
+        f" commands to Bitrix24; its {rows['employees']} employees stay in"
         " core.employees (they are the platform's people) with this account's id and their Bitrix24 id"
         " still in their metadata, so adding the portal again makes a new account whose sync inserts them"
         " a second time. To pause syncing instead, use `bitrix24-core accounts disable`."
@@ -290,7 +291,8 @@ def remove_account(
     typer.echo(
         f"Removed account {account.id}: deleted {removed['tasks']} tasks, {removed['calendar_events']}"
         f" calendar events, {removed['integration_sync_logs']} sync-log rows and"
-        f" {removed['integration_events']} inbox events; kept {removed['employees']} employees."
+        f" {removed['integration_events']} inbox events (and its departments and commands); kept"
+        f" {removed['employees']} employees."
     )
 
 
