@@ -162,9 +162,13 @@ def windows(accounts: int, max_per_run: int = MAX_PER_RUN, spread: float = SPREA
 
 
 def batches(accounts: Iterable[str], window: Window, max_per_run: int = MAX_PER_RUN) -> list[list[str]]:
-    """The window's accounts (by slot), sorted, cut into runs of at most ``max_per_run``."""
+    """The window's accounts (by slot), sorted, cut into equal runs of at most ``max_per_run`` (a
+    window a little over the limit makes two halves, not a full run and a run of a few)."""
     members = sorted(a for a in accounts if window.first_slot <= slot_of(a, SLOTS) < window.end_slot)
-    return [members[i : i + max_per_run] for i in range(0, len(members), max_per_run)]
+    if not members:
+        return []
+    size = math.ceil(len(members) / math.ceil(len(members) / max(1, max_per_run)))
+    return [members[i : i + size] for i in range(0, len(members), size)]
 
 
 def cycle_start(now: float, cycle: float = CYCLE_SECONDS) -> float:

@@ -128,6 +128,8 @@ def test_windows_cut_the_hour_into_batches_and_every_account_lands_in_one() -> N
     placed = [a for w in plan for batch in batches(accounts, w, 500) for a in batch]
     assert sorted(placed) == sorted(accounts)  # each exactly once
     assert all(len(b) <= 500 for w in plan for b in batches(accounts, w, 500))
+    halves = batches(accounts, windows(1, 500, 0)[0], 700)  # 1,200 over a limit of 700: two of 600
+    assert [len(b) for b in halves] == [600, 600]
     assert windows(40_000, 500, 3600)[-1].end_slot == SLOTS and len(windows(40_000, 500, 3600)) == SLOTS
     assert all(slot_of(a, SLOTS) < 20 for a in batches(accounts, plan[0], 10_000)[0])
 
