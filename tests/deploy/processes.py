@@ -115,6 +115,7 @@ class Services:
         for service in reversed(self.started):
             _terminate(service, max(0.1, deadline - time.monotonic()))
         _, alive = psutil.wait_procs(list(self.seen.values()), timeout=max(1.0, deadline - time.monotonic()))
+        alive = [p for p in alive if _running(p)]
         leaked = [f"{p.pid} {_cmdline(p)}" for p in alive]
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -132,6 +133,15 @@ def _terminate(service: Service, timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.proc.pid, signal.SIGKILL)
         service.proc.wait(timeout=5)
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie: a worker that exited after its parent did stays a zombie until the
+    machine's init reaps it, and a container's init may never do so; it holds nothing."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _cmdline(proc: psutil.Process) -> str:
