@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 
 from bitrix24_assets.bitrix24 import Bitrix24Client
@@ -53,7 +54,7 @@ from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
 from bitrix24_assets.defs.tags import TRIGGER_TAG
 from bitrix24_assets.pipeline import ENTITIES, Entity, SyncOptions
-from bitrix24_assets.pipeline.checks import CheckOutcome
+from bitrix24_assets.pipeline.checks import CheckOutcome, checks_for
 from bitrix24_assets.pipeline.fleet import FleetSync, PortalResult, describe, http_transport, slot_of
 
 FLEET_JOB = "bitrix24_fleet_job"
@@ -219,13 +220,14 @@ def fleet_sync(
         options=SyncOptions(),
         workers=config.workers,
     )
+    failing = failing_checks(context.instance, accounts, entities) if config.events == "core" else None
     failed: list[PortalResult] = []
     synced = 0
     try:
         for result in fleet.run(accounts):
             if result.ok:
                 synced += 1
-                yield from portal_events(result, companies, store, config.events)
+                yield from portal_events(result, companies, store, config.events, failing)
             else:
                 failed.append(result)
                 context.log.warning(describe(result))
@@ -257,14 +259,43 @@ def fleet_client(bitrix24: Bitrix24Resource, account: IntegrationAccount, store:
     )
 
 
+def failing_checks(
+    instance: dg.DagsterInstance, accounts: Sequence[str], entities: Sequence[Entity]
+) -> set[tuple[str, str]] | None:
+    """(check, partition) of the checks whose latest result for the partition is not a pass (one
+    query per run), so the ``core`` level records the pass that clears them; None when unknown."""
+    keys = [
+        dg.AssetCheckKey(dg.AssetKey(asset), name)
+        for e in entities
+        for asset, name in (
+            (e.mapped_key, e.mostly_valid_check),
+            *((e.core_key, c.name(e.name)) for c in checks_for(e.name)),
+        )
+    ]
+    try:
+        infos = instance.event_log_storage.get_asset_check_partition_info(keys, partition_keys=list(accounts))
+    except Exception:
+        return None
+    return {
+        (info.check_key.name, info.partition_key)
+        for info in infos
+        if info.partition_key and info.latest_execution_status != AssetCheckExecutionRecordStatus.SUCCEEDED
+    }
+
+
 def portal_events(
-    result: PortalResult, companies: dict[str, str], store: CoreStore, level: str = "core"
+    result: PortalResult,
+    companies: dict[str, str],
+    store: CoreStore,
+    level: str = "core",
+    failing: set[tuple[str, str]] | None = None,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
     """What this partition's assets record. ``full``: every event the per-portal assets write (raw,
     mapped and core materializations, every check). ``core``: one ``core_<entity>`` materialization
     whose metadata also carries the read's and the mapping's figures (``checks`` lists each check's
     verdict), and a check evaluation only for a check that did not pass: each event costs Dagster's
-    storage ~25 ms of CPU, more than the whole sync of a small portal."""
+    storage ~25 ms of CPU, more than the whole sync of a small portal. A pass is recorded where the
+    partition's latest result of that check was not a pass (``failing``; all passes when unknown)."""
     account, partition = result.account, result.account_id
     if account is None:
         return
@@ -309,7 +340,11 @@ def portal_events(
                     "checks": dg.MetadataValue.json(verdicts),
                 },
             )
-            checks = [(asset, c) for asset, c in checks if not c.passed]
+            checks = [
+                (asset, c)
+                for asset, c in checks
+                if not c.passed or failing is None or (c.name, partition) in failing
+            ]
         if level == "full":
             yield dg.AssetMaterialization(
                 entity.core_key,

@@ -190,6 +190,13 @@ def test_the_compact_events_carry_the_figures_of_all_three_assets_on_the_core_as
     instance.add_dynamic_partitions(integration_accounts.name, [account])
     job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
     config = {"ops": {FLEET_OP: {"config": {"accounts": [account], "events": "core"}}}}
+    stale = dg.AssetCheckEvaluation(  # an earlier failure of a check that passes now
+        asset_key=dg.AssetKey("core_tasks"),
+        check_name="core_tasks_no_duplicate_bitrix_ids",
+        passed=False,
+        partition=account,
+    )
+    instance.report_runless_asset_event(stale)
     result = job.execute_in_process(instance=instance, run_config=config)
     (materialized,) = _materialized(instance, result.run_id).values()
     assert set(materialized) == {e.core_key for e in HOURLY}
@@ -206,4 +213,7 @@ def test_the_compact_events_carry_the_figures_of_all_three_assets_on_the_core_as
         for name, verdict in m.metadata["checks"].value.items()  # type: ignore[union-attr]
         if verdict != "passed"
     }
-    assert {e.event_specific_data.check_name for e in evaluations} == failing  # type: ignore[union-attr]
+    recorded = {e.event_specific_data.check_name: e.event_specific_data.passed for e in evaluations}  # type: ignore[union-attr]
+    # the checks that did not pass, and the pass that clears the earlier failure
+    assert set(recorded) == failing | {"core_tasks_no_duplicate_bitrix_ids"}
+    assert recorded["core_tasks_no_duplicate_bitrix_ids"] is True
