@@ -114,14 +114,12 @@ def stop_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def roles_cpu(daemon: int, postgres: int) -> dict[str, float]:
-    """The product's CPU by role: the daemon itself, its code server(s) (sensors, schedules, run
-    launches), the run workers (the code servers' children, finished ones included) and Postgres."""
-    out = {"daemon": 0.0, "code server": 0.0, "run workers": 0.0, "Core Postgres": tree_cpu([postgres])}
+    """The product's CPU by role: the code server(s) themselves (sensors, schedules, launches),
+    the daemon with the run workers (a finished worker's time lands with whichever of the two reaped
+    it, so they are counted together) and Postgres."""
+    out = {"code server": 0.0, "daemon + run workers": 0.0, "Core Postgres": tree_cpu([postgres])}
     try:
-        root = psutil.Process(daemon)
-        t = root.cpu_times()
-        out["daemon"] = t.user + t.system + t.children_user + t.children_system
-        servers = root.children()
+        servers = psutil.Process(daemon).children()
     except psutil.Error:
         return out
     for server in servers:
@@ -130,8 +128,7 @@ def roles_cpu(daemon: int, postgres: int) -> dict[str, float]:
         except psutil.Error:
             continue
         out["code server"] += t.user + t.system
-        out["run workers"] += t.children_user + t.children_system
-        out["run workers"] += tree_cpu([c.pid for c in server.children()])
+    out["daemon + run workers"] = tree_cpu([daemon]) - out["code server"]
     return out
 
 
@@ -320,7 +317,7 @@ def table(fleet: Figures, baseline: Figures | None, n: int) -> str:
                 f"{fleet.roles.get(role, 0.0) / max(1, fleet.synced):.3f}",
                 f"{baseline.roles.get(role, 0.0) / max(1, baseline.synced):.3f}" if baseline else "-",
             )
-            for role in ("daemon", "code server", "run workers", "Core Postgres")
+            for role in ("daemon + run workers", "code server", "Core Postgres")
         ),
         (
             "sandbox CPU-s per portal (Bitrix24's side)",
