@@ -126,13 +126,14 @@ def refusals(store: CoreStore, accounts: Sequence[str], entities: Sequence[Entit
         return dict(zip(accounts, pool.map(one, accounts), strict=True))
 
 
-def busy_accounts(instance: dg.DagsterInstance) -> set[str]:
-    """Accounts with a run queued or in flight: their partition, or the accounts of a fleet run."""
+def busy_accounts(instance: dg.DagsterInstance, *, fleet_only: bool = False) -> set[str]:
+    """Accounts with a run queued or in flight: their partition, or the accounts of a fleet run
+    (only the latter with ``fleet_only``: the run queue's per-partition limit cannot see those)."""
     busy: set[str] = set()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
         if run.job_name == FLEET_JOB:
             busy.update(_run_accounts(run.run_config))
-        elif partition := run.tags.get("dagster/partition"):
+        elif not fleet_only and (partition := run.tags.get("dagster/partition")):
             busy.add(partition)
     return busy
 

@@ -43,6 +43,7 @@ import dagster as dg
 from bitrix24_assets.bitrix24.events import Entity, EventName
 from bitrix24_assets.core import CoreStore, InboxEvent
 from bitrix24_assets.core.store import DeletableEntity
+from bitrix24_assets.defs.fleet import busy_accounts
 from bitrix24_assets.defs.jobs import ENTITY_JOBS
 from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
 from bitrix24_assets.defs.resources import CoreResource
@@ -213,12 +214,17 @@ def _evaluate(
     for (account, entity), ids in plan.deletions.items():
         changed = store.mark_deleted(account, entity, ids)
         context.log.info(f"Account {account}: {changed} of {len(ids)} deleted {entity} marked deleted.")
-    requested = [run for run in plan.runs if not _already_queued(context.instance, run)]
-    coalesced = len(plan.runs) - len(requested)
+    # a portal inside a fleet run queued or in flight: its events wait for a later tick, since the
+    # run queue's one-run-per-portal limit does not see fleet runs and two syncs would overlap
+    in_fleet = busy_accounts(context.instance, fleet_only=True)
+    runs = [run for run in plan.runs if run.account_id not in in_fleet]
+    requested = [run for run in runs if not _already_queued(context.instance, run)]
+    coalesced = len(runs) - len(requested)
     # Last step on purpose: if anything above failed, the events stay pending for the next tick.
-    store.mark_events_processed(plan.processed_ids(plan.runs))
+    store.mark_events_processed(plan.processed_ids(runs))
     summary = (
         f"{len(events)} events: {len(requested)} runs requested, {coalesced} folded into queued runs, "
+        f"{len(plan.runs) - len(runs)} held while their portal's fleet run is in flight, "
         f"{len(plan.deletion_event_ids)} deletions applied, {len(plan.dropped_event_ids)} dropped, "
         f"{plan.waiting} waiting for the debounce."
     )

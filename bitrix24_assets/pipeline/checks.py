@@ -35,6 +35,7 @@ class PostMerge:
     """What the post-merge checks may look at besides Core."""
 
     account_id: str
+    company_id: str | None = None  # narrows the company-wide checks to the account's company
     active_read: int | None = None  # employees: active users in the read
     non_employee_ids: Sequence[str] = ()  # Bitrix users known not to be employees (extranet, ...)
 
@@ -69,7 +70,7 @@ def _employee_count(
 def _one_account_per_portal(
     store: CoreStore, core_entity: CoreEntity, ctx: PostMerge
 ) -> tuple[bool, dict[str, Any], Severity]:
-    groups = [g for g in store.duplicate_accounts() if ctx.account_id in {a.id for a in g}]
+    groups = [g for g in store.duplicate_accounts(ctx.company_id) if ctx.account_id in {a.id for a in g}]
     others = sorted(a.id for g in groups for a in g if a.id != ctx.account_id)
     return not others, {"other_accounts_for_this_portal": ", ".join(others) or "none"}, "error"
 

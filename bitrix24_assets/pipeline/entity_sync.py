@@ -463,6 +463,7 @@ class EntitySync:
         checks_began = time.perf_counter()
         context = PostMerge(
             account.id,
+            company_id=account.company_id,
             # (only rows that have the field: a pydantic attribute miss costs µs per row)
             active_read=sum(1 for row in result.rows if row.is_active) if entity is EMPLOYEES else None,
             non_employee_ids=self._non_employees(account, entity, cursor),

@@ -154,6 +154,33 @@ def test_a_queued_run_absorbs_new_events(
     assert core_store.pending_events(limit=10) == []
 
 
+def test_events_of_a_portal_in_a_fleet_run_wait_until_it_ends(
+    core_store: CoreStore, accounts: Accounts, instance: dg.DagsterInstance, core: CoreResource
+) -> None:
+    """A fleet run holds no per-portal tag, so the run queue would let an inbox run of the same portal
+    sync beside it: the sensor holds the portal's events (pending, not lost) until the fleet run ends."""
+    from dagster._core.test_utils import create_run_for_test
+
+    from bitrix24_assets.defs.fleet import FLEET_JOB, FLEET_OP
+
+    onboard(instance, accounts.a, accounts.b)
+    fleet = create_run_for_test(
+        instance,
+        job_name=FLEET_JOB,
+        run_config={"ops": {FLEET_OP: {"config": {"accounts": [accounts.a]}}}},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    put(core_store, accounts.a, "ONTASKUPDATE", 1)
+    put(core_store, accounts.b, "ONTASKUPDATE", 2)
+    result = evaluate(build_inbox_sensor(clock=later), instance, core)
+    assert [r.partition_key for r in result.run_requests or []] == [accounts.b]
+    assert [e.integration_account_id for e in core_store.pending_events(limit=10)] == [accounts.a]
+    instance.report_run_canceled(fleet)
+    result = evaluate(build_inbox_sensor(clock=later), instance, core)
+    assert [r.partition_key for r in result.run_requests or []] == [accounts.a]
+    assert core_store.pending_events(limit=10) == []
+
+
 # ---- the planner alone (pure): the debounce rule and run keys ---------------------------------------
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
