@@ -177,11 +177,12 @@ begin
       and not exists (select 1 from pg_temp.link_wanted w
                       where w.employee_id = m.employee_id and w.department_id = m.department_id);
     get diagnostics v_removed = row_count;
+    -- on conflict, not an anti-join: the temp table has no statistics, and the planner answered the
+    -- anti-join with a scan of every account's memberships, so each portal's link grew with the fleet
     insert into core.employee_departments (integration_account_id, employee_id, department_id)
     select p_account, w.employee_id, w.department_id
     from pg_temp.link_wanted w
-    where not exists (select 1 from core.employee_departments m
-                      where m.employee_id = w.employee_id and m.department_id = w.department_id);
+    on conflict (employee_id, department_id) do nothing;
     get diagnostics v_added = row_count;
     drop table pg_temp.link_wanted;
     return v_added + v_removed;
