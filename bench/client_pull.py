@@ -56,7 +56,10 @@ class Row:
     note: str = ""
 
 
-def start_sandbox(users: int, tasks: int, scale: float) -> tuple[subprocess.Popen[str], str, str]:
+def start_sandbox(
+    users: int, tasks: int, scale: float, events: int = 0
+) -> tuple[subprocess.Popen[str], str, str]:
+    """A cloud-profile sandbox in its own process: (process, webhook URL, base URL)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -69,7 +72,7 @@ def start_sandbox(users: int, tasks: int, scale: float) -> tuple[subprocess.Pope
             "--tasks",
             str(tasks),
             "--events",
-            "0",
+            str(events),
             "--profile",
             "cloud",
             "--time-scale",

@@ -21,15 +21,13 @@ Times are modelled seconds (wall / time scale), as on a real portal.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.client_pull import start_sandbox
 from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.core import PostgresStore
 from bitrix24_assets.core.commands import CommandKind, CommandOutbox
@@ -43,38 +41,6 @@ METHOD = {
     "calendar_event": "calendar.event.add",
     "notification": "im.notify.system.add",
 }
-
-
-def start_sandbox(scale: float) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bitrix24_assets.sandbox",
-            "--port",
-            "0",
-            "--users",
-            "20",
-            "--tasks",
-            "10",
-            "--events",
-            "10",
-            "--profile",
-            "cloud",
-            "--time-scale",
-            str(scale),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.search(r"Webhook URL:\s*(\S+)", line)
-        if match:
-            url = match.group(1)
-            return proc, url, url.split("/rest/")[0]
-    raise SystemExit("the sandbox did not start")
 
 
 def queue(n: int) -> list[tuple[CommandKind, dict[str, Any]]]:
@@ -117,7 +83,7 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=0.2)
     args = ap.parse_args()
     scale = args.time_scale
-    proc, url, base = start_sandbox(scale)
+    proc, url, base = start_sandbox(20, 10, scale, events=10)
     admin = AdminClient(base)
     try:
         for i in range(PEOPLE):
