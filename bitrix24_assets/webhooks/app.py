@@ -47,23 +47,13 @@ from bitrix24_assets.core import AccountNotFoundError, CoreDataError, CoreError,
 
 from .access_log import install_access_log_filter
 from .accounts import AccountAuth, AccountAuthCache
+from .bodies import FORM_MEDIA_TYPE, Refusal, read_form_body
 from .install import AppSettings, add_install_routes
 from .settings import ReceiverSettings
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("bitrix24_assets.webhooks")
-
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-
-
-class Refusal(Exception):
-    """A request we answer with ``status`` and one sentence; never carries a secret."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def create_app(
@@ -166,18 +156,12 @@ async def _authorised_account(request: Request, account_id: str, config: Receive
 
 
 async def _read_body(request: Request, account_id: str, limit: int) -> bytes:
-    """Read at most ``limit`` bytes: Content-Length can be absent (chunked) or lie."""
-    media_type = request.headers.get("content-type", FORM_MEDIA_TYPE).split(";", 1)[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
-        raise Refusal(415, f"Events for account {account_id} must be sent as {FORM_MEDIA_TYPE}.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, f"The event body is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_form_body(
+        request,
+        limit,
+        wrong_type=f"Events for account {account_id} must be sent as {FORM_MEDIA_TYPE}.",
+        what="event",
+    )
 
 
 def _parse_form(body: bytes, account_id: str) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from bitrix24_assets.bitrix24.events import EventName, EventPayloadError, parse_
 from bitrix24_assets.bitrix24.oauth import DEFAULT_TOKEN_URL
 from bitrix24_assets.core import CoreError, CoreStore, IntegrationAccount
 
+from .bodies import FORM_MEDIA_TYPE, Refusal, read_form_body
 from .install_form import UNINSTALL_EVENT, AppInstall, AppUninstall, InstallPayloadError, parse_app_request
 from .install_verify import (
     InstallRefused,
@@ -69,7 +70,6 @@ logger = logging.getLogger("bitrix24_assets.webhooks.install")
 
 INSTALL_PATH = "/bitrix24/app/install"
 APP_EVENTS_PATH = "/bitrix24/app/events"
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 UNINSTALLED_AT = "app_uninstalled_at"
 # Installs are rare; one at a time per process, so two deliveries of one new portal's install (the
 # installer page and the ONAPPINSTALL bound for its token) cannot both create its company and account.
@@ -96,13 +96,7 @@ class AppSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
 
-class Refused(Exception):
-    """An answer other than 200, with one sentence that never holds a secret."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+Refused = Refusal  # the receiver's one refusal: a status and one sentence without secrets
 
 
 def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> None:
@@ -160,20 +154,12 @@ def _bug(stage: str, exc: Exception, status: int) -> Refused:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    media_type = request.headers.get("content-type", FORM_MEDIA_TYPE).split(";", 1)[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
-        raise Refused(415, f"Bitrix24 application requests must be sent as {FORM_MEDIA_TYPE}.")
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        raise Refused(413, f"The request body is larger than {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"The request body is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_form_body(
+        request,
+        limit,
+        wrong_type=f"Bitrix24 application requests must be sent as {FORM_MEDIA_TYPE}.",
+        what="request",
+    )
 
 
 def _base(request: Request) -> str:
