@@ -96,9 +96,6 @@ class AppSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
 
-Refused = Refusal  # the receiver's one refusal: a status and one sentence without secrets
-
-
 def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> None:
     """Register the install/uninstall endpoints; Core and the token cache come from ``app.state``."""
     config = settings or AppSettings()
@@ -110,7 +107,7 @@ def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> Non
                 form = parse_form(body)
                 parsed = parse_app_request(form, dict(request.query_params))
             except (EventPayloadError, InstallPayloadError) as exc:
-                raise Refused(400, str(exc)) from None
+                raise Refusal(400, str(exc)) from None
             except Exception as exc:  # a parser bug must not become a 500 (nor show the body)
                 raise _bug("read", exc, 400) from None
             try:
@@ -120,13 +117,13 @@ def add_install_routes(app: FastAPI, settings: AppSettings | None = None) -> Non
                     answer = await run_in_threadpool(
                         _install, request.app.state.store, parsed, config, _base(request)
                     )
-            except Refused:
+            except Refusal:
                 raise
             except Exception as exc:  # a bug, or a failure nothing above expected: say so, never a 500
                 raise _bug("processed", exc, 503) from None
             await run_in_threadpool(_forget_cached, request, answer["account_id"])
-        except Refused as exc:
-            logger.warning("Refused a Bitrix24 application request: %s", exc.message)
+        except Refusal as exc:
+            logger.warning("Refusal a Bitrix24 application request: %s", exc.message)
             return JSONResponse({"ok": False, "error": exc.message}, status_code=exc.status)
         if isinstance(parsed, AppInstall) and parsed.variant == "placement":
             return HTMLResponse(_finish_page(str(answer["message"])))
@@ -144,13 +141,13 @@ def _forget_cached(request: Request, account_id: str) -> None:
         logger.warning("Could not reload account %s after an install (%s).", account_id, type(exc).__name__)
 
 
-def _bug(stage: str, exc: Exception, status: int) -> Refused:
+def _bug(stage: str, exc: Exception, status: int) -> Refusal:
     logger.error(
         "A Bitrix24 application request could not be %s: %s (a bug; the body is not logged).",
         stage,
         type(exc).__name__,
     )
-    return Refused(status, f"The request could not be {stage}; install the application again.")
+    return Refusal(status, f"The request could not be {stage}; install the application again.")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -171,7 +168,7 @@ def _base(request: Request) -> str:
 
 def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_url: str) -> dict[str, Any]:
     if not config.client_id or config.client_secret is None:
-        raise Refused(
+        raise Refusal(
             503,
             f"The install on {request.domain} was not stored: the receiver has no application keys; "
             "set BITRIX24_APP_CLIENT_ID and BITRIX24_APP_CLIENT_SECRET.",
@@ -184,11 +181,11 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
             token_url=config.token_url,
         )
     except NotAnAdministrator as exc:
-        raise Refused(403, str(exc)) from None
+        raise Refusal(403, str(exc)) from None
     except InstallRefused as exc:
-        raise Refused(401, str(exc)) from None
+        raise Refusal(401, str(exc)) from None
     except InstallUnverifiable as exc:
-        raise Refused(503, str(exc)) from None
+        raise Refusal(503, str(exc)) from None
     oauth = verified.credentials(config.client_id, config.client_secret, config.token_url)
     credentials = {
         **oauth.to_storage(),
@@ -211,7 +208,7 @@ def _install(store: CoreStore, request: AppInstall, config: AppSettings, base_ur
             answer = _store_install(store, verified, credentials, settings, config)
     except CoreError as exc:
         logger.error("Could not store the install on %s: %s", verified.domain, exc)
-        raise Refused(
+        raise Refusal(
             503, f"Core is not reachable; the install on {verified.domain} was not stored, install it again."
         ) from None
     public = (config.public_url or base_url).rstrip("/")
@@ -287,16 +284,16 @@ def _uninstall(store: CoreStore, request: AppUninstall) -> dict[str, Any]:
         account = find_portal_account(store, request.member_id)
     except CoreError as exc:
         logger.error("Could not look up the portal of an uninstall: %s", exc)
-        raise Refused(503, "Core is not reachable; the uninstall was not applied.") from None
+        raise Refusal(503, "Core is not reachable; the uninstall was not applied.") from None
     if account is None:
-        raise Refused(
+        raise Refusal(
             404, f"No integration account has portal member {request.member_id}; nothing was changed."
         )
     if not verify_application_token(account.application_token, request.application_token):
         state = "missing" if request.application_token is None else "wrong"
         if account.application_token is None:
             state = "not stored for this account, so it cannot be checked"
-        raise Refused(401, f"The application token of the uninstall for account {account.id} is {state}.")
+        raise Refusal(401, f"The application token of the uninstall for account {account.id} is {state}.")
     if account.status == "disabled" and _uninstalled(account):
         return {"account_id": account.id, "disabled": True, "message": "The uninstall was already applied."}
     when = datetime.now(UTC)
@@ -316,7 +313,7 @@ def _uninstall(store: CoreStore, request: AppUninstall) -> dict[str, Any]:
         store.disable_account(account.id, message)
     except CoreError as exc:
         logger.error("Could not disable account %s after an uninstall: %s", account.id, exc)
-        raise Refused(503, "Core is not reachable; the uninstall was not applied.") from None
+        raise Refusal(503, "Core is not reachable; the uninstall was not applied.") from None
     logger.info("Account %s disabled: %s", account.id, message)
     return {"account_id": account.id, "disabled": True, "message": message}
 
