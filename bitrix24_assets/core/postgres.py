@@ -1,7 +1,8 @@
 """Postgres backend: psycopg 3 with a connection pool; merges are COPY + one SQL function call.
 
-Each merge is one transaction: create ``pg_temp.stage_*`` (ON COMMIT DROP), COPY the batch into
-it, call ``core.merge_*_staged``, commit. The merge functions are the ones the Supabase backend
+Each merge is one transaction: empty the session's ``pg_temp.stage_*`` (``core.scratch``: made once
+per connection, emptied at every commit), COPY the batch into it, call ``core.merge_*_staged``,
+commit. The merge functions are the ones the Supabase backend
 calls through RPC, so both backends behave the same.
 """
 
@@ -260,8 +261,10 @@ class PostgresStore(CoreStore):
                 live = live_in_batch(stage, unique)
                 return MergeCounts(inserted=inserted, rows_in_table=inserted, live_rows=live)
             hashes = fingerprints(stage, unique)
+            # the session's staging tables (core.scratch: created once per connection, emptied here)
             cur.execute(
-                f"create temp table {stage.keys_table} (bitrix_id text, source_hash uuid) on commit drop"
+                "select core.scratch(%s, '(bitrix_id text, source_hash uuid)'), core.scratch(%s, %s)",
+                (stage.keys_table, stage.table, f"of {stage.type_name}"),
             )
             with cur.copy(
                 f"copy pg_temp.{stage.keys_table} (bitrix_id, source_hash) from stdin (format binary)"
@@ -271,7 +274,6 @@ class PostgresStore(CoreStore):
                     copy.write_row((row.bitrix_id, digest))
             cur.execute(plan_sql, plan_args)
             wanted = {bitrix_id for (bitrix_id,) in cur.fetchall()}
-            conn.execute(f"create temp table {stage.table} of {stage.type_name} on commit drop")
             if wanted:
                 send = [i for i, row in enumerate(unique) if row.bitrix_id in wanted]
                 columns = ", ".join(("ord", *stage.columns, "source_hash"))

@@ -35,19 +35,50 @@ begin
 end
 $$;
 
+-- An empty temp table for one step of a merge, kept for the session: ON COMMIT DELETE ROWS empties it
+-- at every commit, rows an earlier step of the same transaction left are deleted here. Creating
+-- and dropping temp tables in every merge (about a dozen per portal synced) wrote catalogue rows
+-- whose invalidations every other session had to process: measured with 16 sessions, ~4-5 ms of
+-- Core CPU per table, more than a small portal's merge itself. p_definition is what follows the
+-- table name in CREATE TABLE ("(a text, b uuid)", "of core.task_input"); a session whose table
+-- was made from another definition (these functions were re-applied) gets it made anew.
+-- Functions that read these tables are planned per call (plan_cache_mode = force_custom_plan): a
+-- plan cached for a 20-row batch must not be reused for a 100k-row one.
+create or replace function core.scratch(p_name text, p_definition text)
+returns void
+language plpgsql
+set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
+as $$
+declare
+    v_setting text := 'core_scratch.' || p_name;
+    v_digest text := pg_catalog.md5(p_definition);
+begin
+    if pg_catalog.to_regclass('pg_temp.' || pg_catalog.quote_ident(p_name)) is not null then
+        if coalesce(pg_catalog.current_setting(v_setting, true), '') = v_digest then
+            execute pg_catalog.format('delete from pg_temp.%I', p_name);
+            return;
+        end if;
+        execute pg_catalog.format('drop table pg_temp.%I', p_name);
+    end if;
+    execute pg_catalog.format('create temp table %I %s on commit delete rows', p_name, p_definition);
+    perform pg_catalog.set_config(v_setting, v_digest, false);
+end
+$$;
+
 -- Ids a full merge must not remove (records read but rejected by a mapper), as
--- pg_temp.merge_keep for an anti-join; false (and no table) when there are none.
+-- pg_temp.merge_keep for an anti-join; false (and the table not used) when there are none.
 create or replace function core.stage_keep(p_keep text[])
 returns boolean
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 begin
-    drop table if exists pg_temp.merge_keep;
     if coalesce(pg_catalog.cardinality(p_keep), 0) = 0 then
         return false;
     end if;
-    create temp table merge_keep (bitrix_id text primary key) on commit drop;
+    perform core.scratch('merge_keep', '(bitrix_id text primary key)');
     insert into pg_temp.merge_keep select distinct k from unnest(p_keep) k where k is not null;
     analyze pg_temp.merge_keep;
     return true;
@@ -55,18 +86,18 @@ end
 $$;
 
 -- Calendars a full events read covered, [["user", "7"], ["company_calendar", "0"], ...], as
--- pg_temp.merge_owners; false (and no table) when p_owners is NULL (every owner was read).
+-- pg_temp.merge_owners; false (and the table not used) when p_owners is NULL (every owner was read).
 create or replace function core.stage_owners(p_owners jsonb)
 returns boolean
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 begin
-    drop table if exists pg_temp.merge_owners;
     if p_owners is null or pg_catalog.jsonb_typeof(p_owners) <> 'array' then
         return false;
     end if;
-    create temp table merge_owners (calendar_type text, owner_id text) on commit drop;
+    perform core.scratch('merge_owners', '(calendar_type text, owner_id text)');
     insert into pg_temp.merge_owners
     select distinct o ->> 0, o ->> 1 from pg_catalog.jsonb_array_elements(p_owners) o
     where o ->> 0 is not null and o ->> 1 is not null;

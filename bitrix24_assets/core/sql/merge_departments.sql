@@ -20,6 +20,7 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 declare
     v_company uuid := core.account_company(p_account);
@@ -34,8 +35,9 @@ begin
     -- merges of one account's departments run one at a time (the INSERT needs no ON CONFLICT)
     perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('core.departments'),
                                              pg_catalog.hashtext(p_account::text));
-    drop table if exists pg_temp.merge_departments_src;
-    create temp table merge_departments_src on commit drop as
+    perform core.scratch('merge_departments_src', '(bitrix_id text, name text, parent_bitrix_id text, '
+                                                  'head_bitrix_id text, sort integer, metadata jsonb)');
+    insert into pg_temp.merge_departments_src
     select distinct on (r.bitrix_id) r.bitrix_id, r.name, r.parent_bitrix_id, r.head_bitrix_id, r.sort, r.metadata
     from (
         select e.value ->> 'bitrix_id' as bitrix_id, e.value ->> 'name' as name,
@@ -94,7 +96,6 @@ begin
 
     perform core.resolve_departments(p_account);
     perform core.link_employee_departments(p_account);
-    drop table pg_temp.merge_departments_src;
     return query
     select v_ins, v_upd, v_batch - v_ins - v_upd, v_rem, count(*)::integer,
            (count(*) filter (where not d.is_deleted))::integer
@@ -150,6 +151,7 @@ create or replace function core.link_employee_departments(p_account uuid)
 returns integer
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 declare
     v_company uuid := core.account_company(p_account);
@@ -162,8 +164,8 @@ begin
        and not exists (select 1 from core.employee_departments m where m.integration_account_id = p_account) then
         return 0;  -- departments never synced (no scope, turned off): nothing to link, nothing to read
     end if;
-    drop table if exists pg_temp.link_wanted;
-    create temp table link_wanted on commit drop as
+    perform core.scratch('link_wanted', '(employee_id uuid, department_id uuid)');
+    insert into pg_temp.link_wanted
     select distinct e.id as employee_id, d.id as department_id
     from core.employees e
     cross join lateral pg_catalog.jsonb_array_elements_text(
@@ -184,7 +186,6 @@ begin
     from pg_temp.link_wanted w
     on conflict (employee_id, department_id) do nothing;
     get diagnostics v_added = row_count;
-    drop table pg_temp.link_wanted;
     return v_added + v_removed;
 end
 $$;

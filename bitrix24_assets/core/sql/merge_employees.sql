@@ -25,6 +25,7 @@ create or replace function core.plan_employees(
 returns setof text
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 as $$
 declare
@@ -40,8 +41,8 @@ declare
 begin
     -- merges of one account run one at a time, so the INSERT of the merge needs no ON CONFLICT
     select b.company_id into v_company from core.begin_merge(p_account, 'employees') b;
-    drop table if exists pg_temp.merge_employees_plan;
-    create temp table merge_employees_plan (bitrix_id text, target_id uuid, remove boolean) on commit drop;
+    perform core.scratch('merge_employees_plan', '(bitrix_id text, target_id uuid, remove boolean)');
+    perform pg_catalog.set_config('core.planned', 'employees', true);  -- merge_employees_staged checks it
     if not p_full then  -- statistics for the planner and a LEFT JOIN: see core.plan_tasks
         analyze pg_temp.stage_employee_keys;
         perform core.set_plan_counts(null, null);
@@ -97,6 +98,7 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 set core.merging = 'on'  -- our own writes keep their fingerprint (see core.clear_source_hash)
 as $$
@@ -112,12 +114,13 @@ declare
     v_live_delta integer := 0;
     v_before integer[] := core.plan_counts();
 begin
-    if to_regclass('pg_temp.merge_employees_plan') is null then
+    if coalesce(pg_catalog.current_setting('core.planned', true), '') <> 'employees' then
         raise exception using errcode = '55000', message = 'core.plan_employees must run first in this transaction';
     end if;
     select count(*) into v_total from pg_temp.stage_employee_keys;
-    drop table if exists pg_temp.merge_employees_src;
-    create temp table merge_employees_src on commit drop as
+    perform core.scratch('merge_employees_src',
+                         '(like core.employee_input, target_id uuid, linked boolean, link jsonb)');
+    insert into pg_temp.merge_employees_src
     select s.*, p.target_id, false as linked,
            coalesce(s.metadata, '{}'::jsonb) || jsonb_build_object(
                'bitrix_id', s.bitrix_id,
@@ -215,8 +218,6 @@ begin
     else
         return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, null::integer, null::integer;
     end if;
-    drop table pg_temp.merge_employees_src;
-    drop table pg_temp.merge_employees_plan;
 end
 $$;
 
@@ -229,21 +230,18 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 begin
-    drop table if exists pg_temp.stage_employees;
-    drop table if exists pg_temp.stage_employee_keys;
-    create temp table stage_employees of core.employee_input on commit drop;
+    perform core.scratch('stage_employees', 'of core.employee_input');
+    perform core.scratch('stage_employee_keys', '(bitrix_id text, source_hash uuid)');
     insert into pg_temp.stage_employees
     select distinct on (r.bitrix_id) r.*
     from jsonb_populate_recordset(null::core.employee_input, p_rows) r
     where r.bitrix_id is not null
     order by r.bitrix_id, r.ord desc;
-    create temp table stage_employee_keys on commit drop as
-    select s.bitrix_id, s.source_hash from pg_temp.stage_employees s;
+    insert into pg_temp.stage_employee_keys select s.bitrix_id, s.source_hash from pg_temp.stage_employees s;
     perform core.plan_employees(p_account, p_full, p_keep, p_guard);
     return query select * from core.merge_employees_staged(p_account, p_full, p_counts);
-    drop table pg_temp.stage_employees;
-    drop table pg_temp.stage_employee_keys;
 end
 $$;

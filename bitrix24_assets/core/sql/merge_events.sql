@@ -24,6 +24,7 @@ create or replace function core.plan_events(
 returns setof text
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 as $$
 declare
@@ -40,8 +41,8 @@ declare
     v_remove boolean[];
 begin
     select b.company_id into v_company from core.begin_merge(p_account, 'calendar_events') b;
-    drop table if exists pg_temp.merge_events_plan;
-    create temp table merge_events_plan (bitrix_id text, target_id uuid, remove boolean) on commit drop;
+    perform core.scratch('merge_events_plan', '(bitrix_id text, target_id uuid, remove boolean)');
+    perform pg_catalog.set_config('core.planned', 'events', true);  -- merge_events_staged checks it
     if not p_full then  -- statistics for the planner and a LEFT JOIN: see core.plan_tasks
         analyze pg_temp.stage_event_keys;
         perform core.set_plan_counts(null, null);
@@ -123,6 +124,7 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 set core.merging = 'on'  -- our own writes keep their fingerprint (see core.clear_source_hash)
 as $$
@@ -135,12 +137,13 @@ declare
     v_live_delta integer;
     v_before integer[] := core.plan_counts();
 begin
-    if to_regclass('pg_temp.merge_events_plan') is null then
+    if coalesce(pg_catalog.current_setting('core.planned', true), '') <> 'events' then
         raise exception using errcode = '55000', message = 'core.plan_events must run first in this transaction';
     end if;
     select count(*) into v_total from pg_temp.stage_event_keys;
-    drop table if exists pg_temp.merge_events_diff;
-    create temp table merge_events_diff on commit drop as
+    perform core.scratch('merge_events_diff', '(like core.event_input, owner_id uuid, created_by_id uuid, '
+                                              'target_id uuid, was_deleted boolean, same boolean)');
+    insert into pg_temp.merge_events_diff
     with people as (
         select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
         from core.employees e
@@ -217,8 +220,6 @@ begin
     else
         return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, null::integer, null::integer;
     end if;
-    drop table pg_temp.merge_events_diff;
-    drop table pg_temp.merge_events_plan;
 end
 $$;
 
@@ -232,21 +233,18 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 begin
-    drop table if exists pg_temp.stage_events;
-    drop table if exists pg_temp.stage_event_keys;
-    create temp table stage_events of core.event_input on commit drop;
+    perform core.scratch('stage_events', 'of core.event_input');
+    perform core.scratch('stage_event_keys', '(bitrix_id text, source_hash uuid)');
     insert into pg_temp.stage_events
     select distinct on (r.bitrix_id) r.*
     from jsonb_populate_recordset(null::core.event_input, p_rows) r
     where r.bitrix_id is not null
     order by r.bitrix_id, r.ord desc;
-    create temp table stage_event_keys on commit drop as
-    select s.bitrix_id, s.source_hash from pg_temp.stage_events s;
+    insert into pg_temp.stage_event_keys select s.bitrix_id, s.source_hash from pg_temp.stage_events s;
     perform core.plan_events(p_account, p_full, p_from, p_to, p_keep, p_owners, p_guard);
     return query select * from core.merge_events_staged(p_account, p_full, p_counts);
-    drop table pg_temp.stage_events;
-    drop table pg_temp.stage_event_keys;
 end
 $$;

@@ -31,6 +31,7 @@ create or replace function core.plan_tasks(
 returns setof text
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 as $$
 declare
@@ -53,8 +54,8 @@ begin
     if not p_full then
         analyze pg_temp.stage_task_keys;
     end if;
-    drop table if exists pg_temp.merge_tasks_plan;
-    create temp table merge_tasks_plan (bitrix_id text, target_id uuid, remove boolean) on commit drop;
+    perform core.scratch('merge_tasks_plan', '(bitrix_id text, target_id uuid, remove boolean)');
+    perform pg_catalog.set_config('core.planned', 'tasks', true);  -- merge_tasks_staged checks it
     if not v_rows then
         -- first load: everything is new, nothing to remove (merge_tasks_staged inserts from the stage)
         perform core.set_plan_counts(0, 0);
@@ -136,6 +137,7 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 set core.merging = 'on'  -- our own writes keep their fingerprint (see core.clear_source_hash)
 as $$
@@ -148,7 +150,7 @@ declare
     v_revived integer;
     v_before integer[] := core.plan_counts();
 begin
-    if to_regclass('pg_temp.merge_tasks_plan') is null then
+    if coalesce(pg_catalog.current_setting('core.planned', true), '') <> 'tasks' then
         raise exception using errcode = '55000', message = 'core.plan_tasks must run first in this transaction';
     end if;
     select count(*) into v_total from pg_temp.stage_task_keys;
@@ -177,8 +179,9 @@ begin
         return;
     end if;
 
-    drop table if exists pg_temp.merge_tasks_diff;
-    create temp table merge_tasks_diff on commit drop as
+    perform core.scratch('merge_tasks_diff', '(like core.task_input, responsible_id uuid, created_by_id uuid, '
+                                             'target_id uuid, was_deleted boolean, same boolean)');
+    insert into pg_temp.merge_tasks_diff
     with people as (
         select e.metadata ->> 'bitrix_id' as bitrix_id, e.id
         from core.employees e
@@ -255,8 +258,6 @@ begin
     else
         return query select v_ins, v_upd, v_total - v_ins - v_upd, v_rem, null::integer, null::integer;
     end if;
-    drop table pg_temp.merge_tasks_diff;
-    drop table pg_temp.merge_tasks_plan;
 end
 $$;
 
@@ -270,21 +271,18 @@ returns table (inserted integer, updated integer, unchanged integer, removed int
                live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 as $$
 begin
-    drop table if exists pg_temp.stage_tasks;
-    drop table if exists pg_temp.stage_task_keys;
-    create temp table stage_tasks of core.task_input on commit drop;
+    perform core.scratch('stage_tasks', 'of core.task_input');
+    perform core.scratch('stage_task_keys', '(bitrix_id text, source_hash uuid)');
     insert into pg_temp.stage_tasks
     select distinct on (r.bitrix_id) r.*
     from jsonb_populate_recordset(null::core.task_input, p_rows) r
     where r.bitrix_id is not null
     order by r.bitrix_id, r.ord desc;
-    create temp table stage_task_keys on commit drop as
-    select s.bitrix_id, s.source_hash from pg_temp.stage_tasks s;
+    insert into pg_temp.stage_task_keys select s.bitrix_id, s.source_hash from pg_temp.stage_tasks s;
     perform core.plan_tasks(p_account, p_full, p_keep, p_guard);
     return query select * from core.merge_tasks_staged(p_account, p_full, p_counts);
-    drop table pg_temp.stage_tasks;
-    drop table pg_temp.stage_task_keys;
 end
 $$;

@@ -195,6 +195,7 @@ create or replace function core.remove_missing(
 returns table (removed integer, rows_in_table integer, live_rows integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
 set work_mem = '128MB'
 as $$
 declare
@@ -211,15 +212,13 @@ begin
     end if;
     -- serialised with the merges of this account and entity
     select b.company_id into v_company from core.begin_merge(p_account, p_entity) b;
-    drop table if exists pg_temp.remove_keep;
-    create temp table remove_keep (bitrix_id text primary key) on commit drop;
+    perform core.scratch('remove_keep', '(bitrix_id text primary key)');
     insert into pg_temp.remove_keep select distinct k from unnest(p_keep) k where k is not null;
     analyze pg_temp.remove_keep;
     if p_entity = 'calendar_events' then
         v_owned := core.stage_owners(p_owners);
     end if;
-    drop table if exists pg_temp.remove_targets;
-    create temp table remove_targets (id uuid) on commit drop;
+    perform core.scratch('remove_targets', '(id uuid)');
     if p_entity = 'employees' then
         select count(*)::integer, (count(*) filter (where e.is_active))::integer
         into v_rows, v_live
