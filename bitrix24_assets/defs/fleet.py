@@ -1,5 +1,5 @@
-"""The hourly fleet: small portals synced in batches, one Dagster run per batch, each portal still
-its own partition with its own materializations, checks and sync-log rows.
+"""The fleet: small portals synced in batches, one Dagster run per batch, each portal still its own
+partition with its own materializations, checks and sync-log rows.
 
 Why not backfill policies (``BackfillPolicy.single_run`` / ``multi_run`` over the dynamic
 partitions): a range run records one outcome for every partition in it (one failing portal fails
@@ -9,23 +9,31 @@ a plain op runs :class:`~bitrix24_assets.pipeline.fleet.FleetSync` and logs, per
 ``AssetCheckEvaluation`` results the per-portal assets write; a failed portal gets none and is
 named in the run's failure.
 
-- ``bitrix24_fleet_sensor`` (running; every ``BITRIX24_FLEET_SENSOR_SECONDS``, 30): each hour
-  (``BITRIX24_FLEET_CYCLE_SECONDS``) is a cycle; accounts hold a fixed slot (hash of the id, 60
-  slots), and the slots are cut into as many windows as batches of ``BITRIX24_FLEET_MAX_PER_RUN``
-  (250: a run writes its events one after another, so smaller batches run side by side) are needed,
-  spread over ``BITRIX24_FLEET_SPREAD_SECONDS`` (the hour). A window's batch is requested once it
-  is due: no thundering herd, and each account's sync time stays put.
+- ``bitrix24_fleet_sensor`` (running; every ``BITRIX24_FLEET_SENSOR_SECONDS``, 30) keeps three
+  cadences (:data:`PASSES`), on the schedules' crons: hourly (the hourly entities, incremental),
+  6-hourly calendar events and the nightly full reconciliation. Each cron tick starts a cycle;
+  accounts hold a fixed slot (hash of the id, 60 slots), and the slots are cut into as many
+  windows as batches of ``BITRIX24_FLEET_MAX_PER_RUN`` (500: each run costs Dagster ~7 CPU-s to
+  launch and start, so fewer, larger runs; two of them keep two cores busy) are needed, filled to
+  80% so that a window rarely outgrows one run, spread over
+  ``BITRIX24_FLEET_SPREAD_SECONDS`` (default: until the next tick; the nightly pass over
+  ``BITRIX24_FLEET_NIGHTLY_SPREAD_SECONDS``, 4 hours). A window's batch is requested
+  once it is due: no thundering herd, and each account's sync time stays put. The hourly cadence
+  starts with the cycle it is deployed in; the others with their next tick (no full
+  reconciliation of every portal at deploy time).
 - What a portal records is ``BITRIX24_FLEET_EVENTS`` (run config ``events``): ``core`` (default) or
   ``full``, see :func:`portal_events`.
 - Only small, healthy portals ride the fleet: every hourly entity's latest sync succeeded (or was
   skipped) and read at most ``BITRIX24_FLEET_MAX_ROWS`` (5,000) records. New, failing and large
   portals keep one ``bitrix24_sync_job`` run each (``bitrix24_hourly_sync``), so a 100k-task
   portal runs alone and never holds up a batch. ``BITRIX24_FLEET=off`` sends every account there.
-- An account with a run queued or in flight (fleet or per-portal) is not queued again.
+- An account with a run queued or in flight (fleet or per-portal) is not queued again: it waits
+  (the cursor keeps it) and joins a later batch of the same cycle once it is free.
 - ``bitrix24_fleet_job`` re-executed (the UI's "Re-execute") skips the portals its run group
   already materialised: a retry re-runs only what failed or was not reached.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -38,11 +46,12 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cron_tick
 from pydantic import Field
 
 from bitrix24_assets.bitrix24 import Bitrix24Client
 from bitrix24_assets.core import CoreStore, IntegrationAccount, SyncLog
-from bitrix24_assets.defs.jobs import HOURLY
+from bitrix24_assets.defs.jobs import ALL, EVENTS_CRON, FULL_CRON, HOURLY, INCREMENTAL_CRON, SCHEDULE_TIMEZONE
 from bitrix24_assets.defs.metadata import (
     account_metadata,
     map_metadata,
@@ -60,8 +69,10 @@ from bitrix24_assets.pipeline.fleet import FleetSync, PortalResult, describe, ht
 FLEET_JOB = "bitrix24_fleet_job"
 FLEET_OP = "bitrix24_fleet_sync"
 CYCLE_TAG = "bitrix24/fleet_cycle"
+PASS_TAG = "bitrix24/fleet_pass"
 BATCH_TAG = "bitrix24/fleet_batch"
 SLOTS = 60
+WINDOW_FILL = 0.8
 
 
 def _env_number(name: str, default: float) -> float:
@@ -72,11 +83,10 @@ def _env_number(name: str, default: float) -> float:
 
 
 FLEET_ENABLED = os.environ.get("BITRIX24_FLEET", "on").strip().lower() not in ("off", "0", "false", "no")
-MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 250)))
-WORKERS = max(1, int(_env_number("BITRIX24_FLEET_WORKERS", 16)))
+MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 500)))
+WORKERS = max(1, int(_env_number("BITRIX24_FLEET_WORKERS", 8)))  # 16 cost more CPU and took longer
 MAX_ROWS = int(_env_number("BITRIX24_FLEET_MAX_ROWS", 5000))
-CYCLE_SECONDS = max(60.0, _env_number("BITRIX24_FLEET_CYCLE_SECONDS", 3600))
-SPREAD_SECONDS = min(CYCLE_SECONDS, max(0.0, _env_number("BITRIX24_FLEET_SPREAD_SECONDS", CYCLE_SECONDS)))
+SPREAD_SECONDS = max(0.0, _env_number("BITRIX24_FLEET_SPREAD_SECONDS", 86400.0))  # capped by the cycle
 SENSOR_SECONDS = max(1, int(_env_number("BITRIX24_FLEET_SENSOR_SECONDS", 30)))
 EVENTS = "full" if os.environ.get("BITRIX24_FLEET_EVENTS", "core").strip().lower() == "full" else "core"
 
@@ -89,8 +99,33 @@ IN_FLIGHT = [
 ]
 
 
+@dataclass(frozen=True)
+class FleetPass:
+    """A cadence the fleet keeps: which entities, read how (``full``), on which cron; its batches
+    spread over ``spread`` seconds after each tick (None: until the next tick); ``catch_up``: a
+    sensor without a cursor for it starts with the cycle in progress (else with the next one)."""
+
+    name: str
+    entities: tuple[str, ...]
+    full: bool
+    cron: str
+    spread: float | None = None
+    catch_up: bool = False
+
+    def entity_defs(self) -> list[Entity]:
+        return [ENTITIES[name] for name in self.entities]
+
+
+HOURLY_PASS = FleetPass("hourly", HOURLY, False, INCREMENTAL_CRON, catch_up=True)
+EVENTS_PASS = FleetPass("events", ("events",), False, EVENTS_CRON)
+NIGHTLY_PASS = FleetPass(
+    "nightly", ALL, True, FULL_CRON, spread=_env_number("BITRIX24_FLEET_NIGHTLY_SPREAD_SECONDS", 4 * 3600)
+)
+PASSES = (HOURLY_PASS, EVENTS_PASS, NIGHTLY_PASS)
+
+
 def hourly_entities() -> list[Entity]:
-    return [ENTITIES[name] for name in HOURLY]
+    return HOURLY_PASS.entity_defs()
 
 
 # ---- who rides the fleet, and when ----------------------------------------------------------------
@@ -157,8 +192,15 @@ class Window:
 
 
 def windows(accounts: int, max_per_run: int = MAX_PER_RUN, spread: float = SPREAD_SECONDS) -> list[Window]:
-    """As many windows as batches are needed (at most one per slot), evenly over the spread."""
-    count = min(SLOTS, max(1, math.ceil(accounts / max(1, max_per_run))))
+    """As many windows as batches of 80% of ``max_per_run`` need (at most one per slot), evenly over
+    the spread: a window's accounts vary around the mean (slots are hashes), and one a little over
+    the limit would cost a second run."""
+    return layout(min(SLOTS, max(1, math.ceil(accounts / max(1.0, WINDOW_FILL * max_per_run)))), spread)
+
+
+def layout(count: int, spread: float = SPREAD_SECONDS) -> list[Window]:
+    """``count`` windows of the slots, the first due at once, the others evenly over the spread."""
+    count = min(SLOTS, max(1, count))
     bounds = [w * SLOTS // count for w in range(count + 1)]
     return [Window(w, bounds[w], bounds[w + 1], spread * bounds[w] / SLOTS) for w in range(count)]
 
@@ -173,8 +215,13 @@ def batches(accounts: Iterable[str], window: Window, max_per_run: int = MAX_PER_
     return [members[i : i + size] for i in range(0, len(members), size)]
 
 
-def cycle_start(now: float, cycle: float = CYCLE_SECONDS) -> float:
-    return math.floor(now / cycle) * cycle
+def cycle_of(cron: str, now: float, timezone: str = SCHEDULE_TIMEZONE) -> tuple[float, float]:
+    """(start, length) in seconds of the cron cycle ``now`` falls in: from the latest tick at or
+    before ``now`` to the next one."""
+    moment = datetime.fromtimestamp(now, UTC)
+    start = get_latest_completed_cron_tick(cron, moment, timezone).timestamp()
+    end = get_next_cron_tick(cron, datetime.fromtimestamp(start + 1, UTC), timezone).timestamp()
+    return start, max(60.0, end - start)
 
 
 # ---- the run --------------------------------------------------------------------------------------
@@ -184,6 +231,10 @@ class FleetConfig(dg.Config):
     """Which accounts one fleet run syncs (account ids; nothing secret)."""
 
     accounts: list[str] = Field(description="Integration account ids (partition keys) to sync.")
+    entities: list[str] = Field(
+        default=list(HOURLY), description=f"Entities to sync, in registry order (of {', '.join(ALL)})."
+    )
+    full: bool = Field(default=False, description="Full reads and reconciliation (the nightly pass).")
     workers: int = Field(default=WORKERS, ge=1, le=256, description="Portals synced at the same time.")
     events: str = Field(
         default=EVENTS,
@@ -194,7 +245,7 @@ class FleetConfig(dg.Config):
     )
 
 
-@dg.op(name=FLEET_OP, out={}, description="Hourly sync of a batch of small portals, one thread per portal.")
+@dg.op(name=FLEET_OP, out={}, description="Sync of a batch of small portals, a thread per portal in flight.")
 def fleet_sync(
     context: dg.OpExecutionContext,
     config: FleetConfig,
@@ -202,7 +253,10 @@ def fleet_sync(
     bitrix24: Bitrix24Resource,
     raw_store: RawStoreResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
-    entities = hourly_entities()
+    unknown = sorted(set(config.entities) - set(ENTITIES))
+    if unknown:
+        raise dg.Failure(f"Unknown entities {unknown} in the fleet run's config; known: {', '.join(ALL)}.")
+    entities = [ENTITIES[name] for name in ALL if name in config.entities]
     done = _done_in_run_group(context.instance, context.run_id, entities)
     accounts = [a for a in dict.fromkeys(config.accounts) if a not in done]
     if done:
@@ -218,17 +272,18 @@ def fleet_sync(
         raw_store.get(),
         context.run_id,
         entities=entities,
-        options=SyncOptions(),
+        options=SyncOptions(full=config.full),
         workers=config.workers,
     )
     failing = failing_checks(context.instance, accounts, entities) if config.events == "core" else None
     failed: list[PortalResult] = []
     synced = 0
+    described: set[str] = set()  # entities whose column schema this run has recorded
     try:
         for result in fleet.run(accounts):
             if result.ok:
                 synced += 1
-                yield from portal_events(result, companies, store, config.events, failing)
+                yield from portal_events(result, companies, store, config.events, failing, described)
             else:
                 failed.append(result)
                 context.log.warning(describe(result))
@@ -290,13 +345,17 @@ def portal_events(
     store: CoreStore,
     level: str = "core",
     failing: set[tuple[str, str]] | None = None,
+    described: set[str] | None = None,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
     """What this partition's assets record. ``full``: every event the per-portal assets write (raw,
     mapped and core materializations, every check). ``core``: one ``core_<entity>`` materialization
     whose metadata also carries the read's and the mapping's figures (``checks`` lists each check's
     verdict), and a check evaluation only for a check that did not pass: each event costs Dagster's
     storage ~25 ms of CPU, more than the whole sync of a small portal. A pass is recorded where the
-    partition's latest result of that check was not a pass (``failing``; all passes when unknown)."""
+    partition's latest result of that check was not a pass (``failing``; all passes when unknown).
+    The Core table's column schema (the largest part of an event's metadata) goes with the first
+    ``core_<entity>`` materialization of each entity in the run (``described`` remembers which;
+    every one when it is None)."""
     account, partition = result.account, result.account_id
     if account is None:
         return
@@ -317,6 +376,10 @@ def portal_events(
         if read is None or merged is None or read.mapping is None:
             continue
         schema = table_schema(store, entity.table)
+        if level == "core" and described is not None:
+            if entity.name in described:
+                schema = None
+            described.add(entity.name)
         checks = [(entity.mapped_key, read.mapping.check), *((entity.core_key, c) for c in merged.checks)]
         if level == "full":
             yield dg.AssetMaterialization(
@@ -393,8 +456,8 @@ def _done_in_run_group(instance: dg.DagsterInstance, run_id: str, entities: Sequ
     name=FLEET_JOB,
     executor_def=dg.in_process_executor,
     tags={TRIGGER_TAG: "fleet"},
-    description="The hourly sync of a batch of small portals in one run (bitrix24_fleet_sensor); each "
-    "portal keeps its partition, materializations, checks and sync-log rows.",
+    description="A batch of small portals synced in one run (bitrix24_fleet_sensor: hourly, calendar "
+    "events, nightly full); each portal keeps its partition, materializations, checks and sync-log rows.",
 )
 def fleet_job() -> None:
     fleet_sync()
@@ -408,70 +471,128 @@ def fleet_job() -> None:
     job=fleet_job,
     minimum_interval_seconds=SENSOR_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING if FLEET_ENABLED else dg.DefaultSensorStatus.STOPPED,
-    description="Hourly sync of small, healthy portals in batches (bitrix24_fleet_job), spread over the "
-    "hour by account; new, failing and large portals keep their own runs (bitrix24_hourly_sync).",
+    description="Small, healthy portals in batches (bitrix24_fleet_job) on the schedules' crons: hourly "
+    "sync, calendar events, nightly full reconciliation; spread over each cycle by account. New, failing "
+    "and large portals keep their own runs (the bitrix24_* schedules).",
 )
 def fleet_sensor(context: dg.SensorEvaluationContext, core: CoreResource) -> dg.SensorResult | dg.SkipReason:
     if not FLEET_ENABLED:
-        return dg.SkipReason("BITRIX24_FLEET=off: every account has its own hourly run.")
+        return dg.SkipReason("BITRIX24_FLEET=off: every account has its own scheduled runs.")
     return plan_tick(context, core, time.time())
 
 
-def plan_tick(context: dg.SensorEvaluationContext, core: CoreResource, now: float) -> dg.SensorResult:
-    """The batches that became due since the last tick of this cycle (the cursor remembers them)."""
+def plan_tick(
+    context: dg.SensorEvaluationContext, core: CoreResource, now: float, passes: Sequence[FleetPass] = PASSES
+) -> dg.SensorResult:
+    """The batches of each pass that became due since the last tick (the cursor remembers, per pass,
+    the cycle, the windows requested and the accounts that were busy when their window came)."""
     keys = context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)
-    start = cycle_start(now)
     cursor = _cursor(context.cursor)
-    if cursor.get("cycle") != start:
-        cursor = {"cycle": start, "windows": len(windows(len(keys))), "next": 0}
-    plan = windows(len(keys), MAX_PER_RUN)
-    plan = plan if len(plan) == cursor["windows"] else windows(cursor["windows"] * MAX_PER_RUN)
-    due = [w for w in plan[cursor["next"] :] if start + w.offset <= now]
-    if not due:
-        return dg.SensorResult(skip_reason=dg.SkipReason("No batch due yet."), cursor=json.dumps(cursor))
-    busy = busy_accounts(context.instance)
-    members = [a for w in due for batch in batches(keys, w) for a in batch if a not in busy]
+    busy: set[str] | None = None
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
     with core.store() as store:
-        refused = refusals(store, members, hourly_entities())
-    cycle = datetime.fromtimestamp(start, UTC).isoformat()
-    requests = []
-    for window in due:
-        riding = [a for a in members if refused.get(a, "busy") is None]
-        for k, batch in enumerate(batches(riding, window)):
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"fleet:{cycle}:{window.index}:{k}",
-                    run_config={"ops": {FLEET_OP: {"config": {"accounts": batch}}}},
-                    tags={
-                        CYCLE_TAG: cycle,
-                        BATCH_TAG: f"{window.index}.{k}",
-                        "bitrix24/fleet_size": str(len(batch)),
-                    },
-                )
+        for cadence in passes:
+            start, length = cycle_of(cadence.cron, now)
+            state = cursor.get(cadence.name)
+            if state is None or state.get("cycle") != start:
+                count = len(windows(len(keys)))
+                caught = state is not None or cadence.catch_up
+                state = {"cycle": start, "windows": count, "next": 0 if caught else count, "waiting": []}
+            cursor[cadence.name] = state
+            spread = min(SPREAD_SECONDS, length, cadence.spread if cadence.spread is not None else length)
+            plan = layout(state["windows"], spread)  # a cycle keeps the windows it started with
+            due = [w for w in plan[state["next"] :] if start + w.offset <= now]
+            candidates = [a for w in due for batch in batches(keys, w) for a in batch] + state["waiting"]
+            if not candidates:
+                continue
+            busy = busy_accounts(context.instance) if busy is None else busy
+            ready = [a for a in dict.fromkeys(candidates) if a not in busy]
+            state["waiting"] = sorted({a for a in candidates if a in busy} & set(keys))
+            refused = refusals(store, ready, cadence.entity_defs())
+            riding = [a for a in ready if refused.get(a, "busy") is None]
+            new = _requests(cadence, start, due, riding, state["waiting"], plan)
+            requests.extend(new)
+            if due:
+                state["next"] = due[-1].index + 1
+            notes.append(
+                f"{cadence.name}: {len(riding)} portals in {len(new)} runs, {len(state['waiting'])} waiting "
+                f"for a run in flight, {len(ready) - len(riding)} on their own runs"
             )
-    cursor["next"] = due[-1].index + 1
-    riders = sum(1 for r in refused.values() if r is None)
-    context.log.info(
-        f"Cycle {cycle}: windows {due[0].index}-{due[-1].index} due, {riders} portals in "
-        f"{len(requests)} runs, {len(busy & set(keys))} busy, {len(refused) - riders} on their own runs."
-    )
+    if not requests:
+        reason = "; ".join(notes) if notes else "No batch due yet."
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=json.dumps(cursor))
+    context.log.info("Fleet tick: " + "; ".join(notes) + ".")
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
 
-def _cursor(raw: str | None) -> dict[str, Any]:
+def _requests(
+    cadence: FleetPass,
+    start: float,
+    due: Sequence[Window],
+    riding: Sequence[str],
+    waiting: Sequence[str],
+    plan: Sequence[Window],
+) -> list[dg.RunRequest]:
+    """Run requests for the due windows' riders; riders that had waited for a run in flight form
+    batches of their own (keyed by their members: a retried tick does not request them twice)."""
+    cycle = datetime.fromtimestamp(start, UTC).isoformat()
+    members = set(riding)
+    placed: set[str] = set()
+    groups: list[tuple[str, list[str]]] = []
+    for window in due:
+        for k, batch in enumerate(batches(members, window)):
+            groups.append((f"{window.index}.{k}", batch))
+            placed.update(batch)
+    late = sorted(members - placed)
+    for k in range(0, len(late), MAX_PER_RUN):
+        batch = late[k : k + MAX_PER_RUN]
+        digest = hashlib.sha256(",".join(batch).encode()).hexdigest()[:12]
+        groups.append((f"late.{digest}", batch))
+    config = {"entities": list(cadence.entities), "full": cadence.full}
+    return [
+        dg.RunRequest(
+            run_key=f"fleet-{cadence.name}:{cycle}:{label}",
+            run_config={"ops": {FLEET_OP: {"config": {"accounts": batch, **config}}}},
+            tags={
+                PASS_TAG: cadence.name,
+                CYCLE_TAG: cycle,
+                BATCH_TAG: label,
+                "bitrix24/fleet_size": str(len(batch)),
+            },
+        )
+        for label, batch in groups
+    ]
+
+
+def _cursor(raw: str | None) -> dict[str, dict[str, Any]]:
+    """Per pass: {"cycle", "windows", "next", "waiting"}; a cursor of the hourly-only sensor of
+    earlier versions ({"cycle", "windows", "next"}) is the hourly pass's."""
     try:
         value = json.loads(raw) if raw else {}
     except ValueError:
         value = {}
-    return value if isinstance(value, dict) and {"cycle", "windows", "next"} <= set(value) else {}
+    if not isinstance(value, dict):
+        return {}
+    if {"cycle", "windows", "next"} <= set(value):
+        value = {HOURLY_PASS.name: value}
+    out: dict[str, dict[str, Any]] = {}
+    for name, state in value.items():
+        if isinstance(state, dict) and {"cycle", "windows", "next"} <= set(state):
+            waiting = state.get("waiting")
+            out[name] = {**state, "waiting": [str(a) for a in waiting] if isinstance(waiting, list) else []}
+    return out
 
 
-def own_run_accounts(instance: dg.DagsterInstance, store: CoreStore, keys: Sequence[str]) -> list[str]:
-    """The accounts the hourly schedule gives a run each: all of them with the fleet off, else those
-    the fleet refuses (new, failing, large); never one with a run queued or in flight."""
+def own_run_accounts(
+    instance: dg.DagsterInstance, store: CoreStore, keys: Sequence[str], cadence: FleetPass = HOURLY_PASS
+) -> list[str]:
+    """The accounts a schedule gives a run each: all of them with the fleet off, else those the
+    fleet refuses for the cadence's entities (new, failing, large); never one with a run queued or
+    in flight."""
     busy = busy_accounts(instance)
     keys = [k for k in keys if k not in busy]
     if not FLEET_ENABLED:
         return keys
-    refused = refusals(store, keys, hourly_entities())
+    refused = refusals(store, keys, cadence.entity_defs())
     return [k for k in keys if refused.get(k) is not None]

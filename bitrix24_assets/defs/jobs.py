@@ -7,6 +7,8 @@ process per step would cost more than most incremental syncs. Portals run in par
 separate runs, at most one per portal at a time (``dagster_home/dagster.yaml``).
 """
 
+import os
+
 import dagster as dg
 
 from bitrix24_assets.defs.config import read_config
@@ -24,6 +26,13 @@ ALL = tuple(ENTITIES)
 # per 10 minutes budget). They get their own 6-hourly schedule, the inbox sensor's event-driven runs
 # and the nightly full sync.
 HOURLY = tuple(name for name, entity in ENTITIES.items() if entity.hourly)
+
+# When each cadence runs (cron in BITRIX24_SCHEDULE_TIMEZONE): the schedules give their own runs to
+# the accounts bitrix24_fleet_sensor does not take, the sensor batches the others on the same cron.
+INCREMENTAL_CRON = os.environ.get("BITRIX24_SYNC_CRON", "0 * * * *")
+EVENTS_CRON = os.environ.get("BITRIX24_EVENTS_SYNC_CRON", "15 */6 * * *")
+FULL_CRON = os.environ.get("BITRIX24_FULL_SYNC_CRON", "30 2 * * *")
+SCHEDULE_TIMEZONE = os.environ.get("BITRIX24_SCHEDULE_TIMEZONE", "UTC")
 
 ENTITY_JOBS = {
     name: dg.define_asset_job(

@@ -1,5 +1,7 @@
 """Schedules (running by default): hourly sync of employees and tasks, calendar events every 6 hours,
-nightly full reconciliation of everything.
+nightly full reconciliation of everything. Each gives one run to the accounts the fleet does not
+take (new, failing or large portals; every account with BITRIX24_FLEET=off); the fleet sensor
+syncs the others in batches on the same crons (``defs/fleet.py``).
 
 Events are not in the hourly job: reading every calendar of a 10k-user portal costs ~10k
 ``calendar.event.get`` calls (the method has no change filter), ~400 s of server time on a cloud
@@ -13,15 +15,15 @@ tick); accounts in ``error`` keep their partition and are retried, so a fixed we
 on its own. Cron expressions come from the environment.
 """
 
-import os
-
 import dagster as dg
 
 from bitrix24_assets.defs.config import read_config
-from bitrix24_assets.defs.fleet import own_run_accounts
+from bitrix24_assets.defs.fleet import EVENTS_PASS, HOURLY_PASS, NIGHTLY_PASS, FleetPass, own_run_accounts
 from bitrix24_assets.defs.jobs import (
-    ALL,
-    HOURLY,
+    EVENTS_CRON,
+    FULL_CRON,
+    INCREMENTAL_CRON,
+    SCHEDULE_TIMEZONE,
     bitrix24_events_job,
     bitrix24_full_sync_job,
     bitrix24_sync_job,
@@ -30,20 +32,9 @@ from bitrix24_assets.defs.partitions import ACCOUNTS_PARTITIONS_NAME
 from bitrix24_assets.defs.resources import CoreResource
 from bitrix24_assets.defs.tags import TRIGGER_TAG, tags_by_account
 
-INCREMENTAL_CRON = os.environ.get("BITRIX24_SYNC_CRON", "0 * * * *")
-EVENTS_CRON = os.environ.get("BITRIX24_EVENTS_SYNC_CRON", "15 */6 * * *")
-FULL_CRON = os.environ.get("BITRIX24_FULL_SYNC_CRON", "30 2 * * *")
-SCHEDULE_TIMEZONE = os.environ.get("BITRIX24_SCHEDULE_TIMEZONE", "UTC")
-
 
 def _fan_out(
-    context: dg.ScheduleEvaluationContext,
-    core: CoreResource,
-    prefix: str,
-    entities: tuple[str, ...],
-    *,
-    full: bool,
-    own_runs_only: bool = False,
+    context: dg.ScheduleEvaluationContext, core: CoreResource, prefix: str, cadence: FleetPass
 ) -> list[dg.RunRequest] | dg.SkipReason:
     keys = context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)
     if not keys:
@@ -53,8 +44,8 @@ def _fan_out(
     try:
         with core.store() as store:
             names = tags_by_account(store)
-            if own_runs_only:  # the others ride bitrix24_fleet_sensor's batches (defs/fleet.py)
-                keys = own_run_accounts(context.instance, store, keys)
+            # the others ride bitrix24_fleet_sensor's batches of this cadence (defs/fleet.py)
+            keys = own_run_accounts(context.instance, store, keys, cadence)
     except Exception:  # Core down: the runs fail with the reason; the tick still requests them
         names = {}
     if not keys:
@@ -64,7 +55,7 @@ def _fan_out(
         dg.RunRequest(
             partition_key=key,
             run_key=f"{prefix}:{key}:{tick}",
-            run_config=read_config(list(entities), full=full),
+            run_config=read_config(list(cadence.entities), full=cadence.full),
             tags={TRIGGER_TAG: prefix, **names.get(key, {})},
         )
         for key in sorted(keys)
@@ -93,7 +84,7 @@ def _tick(context: dg.ScheduleEvaluationContext) -> str:
 def hourly_sync(
     context: dg.ScheduleEvaluationContext, core: CoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, core, "hourly", HOURLY, full=False, own_runs_only=True)
+    return _fan_out(context, core, "hourly", HOURLY_PASS)
 
 
 @dg.schedule(
@@ -102,13 +93,13 @@ def hourly_sync(
     job=bitrix24_events_job,
     execution_timezone=SCHEDULE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Calendar events (the configured window) of every account (cron from "
-    "BITRIX24_EVENTS_SYNC_CRON); reading every calendar is too costly for every hour.",
+    description="Calendar events (the configured window), one run per account the fleet does not take "
+    "(cron from BITRIX24_EVENTS_SYNC_CRON); reading every calendar is too costly for every hour.",
 )
 def events_sync(
     context: dg.ScheduleEvaluationContext, core: CoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, core, "events", ("events",), full=False)
+    return _fan_out(context, core, "events", EVENTS_PASS)
 
 
 @dg.schedule(
@@ -117,10 +108,10 @@ def events_sync(
     job=bitrix24_full_sync_job,
     execution_timezone=SCHEDULE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Full reconciliation of every account: marks deleted tasks and events, deactivated "
-    "employees (cron from BITRIX24_FULL_SYNC_CRON).",
+    description="Full reconciliation: marks deleted tasks and events, deactivated employees; one run per "
+    "account the fleet does not take (cron from BITRIX24_FULL_SYNC_CRON).",
 )
 def nightly_full_sync(
     context: dg.ScheduleEvaluationContext, core: CoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    return _fan_out(context, core, "nightly", ALL, full=True)
+    return _fan_out(context, core, "nightly", NIGHTLY_PASS)

@@ -13,8 +13,11 @@ from dagster._core.test_utils import create_run_for_test
 from bitrix24_assets.core import CoreStore
 from bitrix24_assets.defs.assets import ALL_ASSETS
 from bitrix24_assets.defs.fleet import (
+    EVENTS_PASS,
     FLEET_JOB,
     FLEET_OP,
+    HOURLY_PASS,
+    NIGHTLY_PASS,
     SLOTS,
     batches,
     fleet_job,
@@ -26,6 +29,7 @@ from bitrix24_assets.defs.fleet import (
 )
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import Bitrix24Resource, CoreResource, RawStoreResource
+from bitrix24_assets.pipeline import ENTITIES
 from bitrix24_assets.pipeline.fleet import slot_of
 from bitrix24_assets.sandbox import SandboxHandle
 from tests.defs.conftest import SANDBOX_TIME_SCALE, add_account, query
@@ -217,3 +221,105 @@ def test_the_compact_events_carry_the_figures_of_all_three_assets_on_the_core_as
     # the checks that did not pass, and the pass that clears the earlier failure
     assert set(recorded) == failing | {"core_tasks_no_duplicate_bitrix_ids"}
     assert recorded["core_tasks_no_duplicate_bitrix_ids"] is True
+
+
+def _history_of(store: CoreStore, account: str, entities: list[str]) -> None:
+    for name in entities:
+        sync = store.start_sync(account, ENTITIES[name].core_entity, "earlier-run")
+        store.finish_sync(sync, status="success", records_fetched=10)
+
+
+def _accounts(request: dg.RunRequest) -> list[str]:
+    return sorted(request.run_config["ops"][FLEET_OP]["config"]["accounts"])
+
+
+def test_events_and_the_nightly_full_sync_ride_the_fleet_on_their_crons_from_their_next_tick(
+    core_resource: CoreResource, core_store: CoreStore, instance: dg.DagsterInstance
+) -> None:
+    riders = [add_account(core_store, "http://127.0.0.1:9/rest/1/t/", f"Co {i}", f"p{i}") for i in range(3)]
+    for account in riders:
+        _history_of(core_store, account, list(ENTITIES))
+    no_events = add_account(core_store, "http://127.0.0.1:9/rest/1/t/", "Hourly only", "hourly-only")
+    _history(core_store, no_events)  # never had its calendar read: its own run for events and nightly
+    instance.add_dynamic_partitions(integration_accounts.name, [*riders, no_events])
+    day = 1_800_000_000.0 - 8 * 3600  # 2027-01-15T00:00Z
+    with dg.build_sensor_context(instance=instance, resources={"core": core_resource}) as context:
+        deployed = plan_tick(context, core_resource, day + 3 * 3600)  # 03:00, after the 02:30 tick
+        by_pass: dict[str, list[dg.RunRequest]] = {}
+        for request in deployed.run_requests or []:
+            by_pass.setdefault(request.tags["bitrix24/fleet_pass"], []).append(request)
+        assert set(by_pass) == {"hourly"}  # no full reconciliation of every portal at deploy time
+        context.update_cursor(deployed.cursor)
+
+        # the 6-hourly events pass at 06:15 and the next night's pass at 02:30 (+ its 4 h spread)
+        events = plan_tick(context, core_resource, day + 6 * 3600 + 15 * 60 + 1)
+        (request,) = [r for r in events.run_requests or [] if r.tags["bitrix24/fleet_pass"] == "events"]
+        config = request.run_config["ops"][FLEET_OP]["config"]
+        assert (config["entities"], config["full"]) == (["events"], False)
+        assert _accounts(request) == sorted(riders)
+        context.update_cursor(events.cursor)
+        night = plan_tick(context, core_resource, day + 86400 + 2.5 * 3600 + 4 * 3600)
+        (request,) = [r for r in night.run_requests or [] if r.tags["bitrix24/fleet_pass"] == "nightly"]
+        config = request.run_config["ops"][FLEET_OP]["config"]
+        assert (config["entities"], config["full"]) == (list(ENTITIES), True)
+        assert _accounts(request) == sorted(riders)
+
+    with core_resource.store() as store:
+        assert own_run_accounts(instance, store, [*riders, no_events], NIGHTLY_PASS) == [no_events]
+        assert own_run_accounts(instance, store, [*riders, no_events], EVENTS_PASS) == [no_events]
+        assert own_run_accounts(instance, store, [*riders, no_events]) == []  # hourly: all ride
+
+
+def test_an_account_busy_when_its_window_comes_waits_and_joins_a_later_batch(
+    core_resource: CoreResource, core_store: CoreStore, instance: dg.DagsterInstance
+) -> None:
+    accounts = [add_account(core_store, "http://127.0.0.1:9/rest/1/t/", f"Co {i}", f"w{i}") for i in range(3)]
+    for account in accounts:
+        _history(core_store, account)
+    instance.add_dynamic_partitions(integration_accounts.name, accounts)
+    busy = accounts[0]
+    inbox_run = create_run_for_test(
+        instance,
+        job_name="bitrix24_tasks_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": busy},
+    )
+    now = 1_800_000_000.0
+    with dg.build_sensor_context(instance=instance, resources={"core": core_resource}) as context:
+        first = plan_tick(context, core_resource, now, [HOURLY_PASS])
+        (request,) = first.run_requests or []
+        assert _accounts(request) == sorted(accounts[1:])
+        context.update_cursor(first.cursor)
+        still = plan_tick(context, core_resource, now + 30, [HOURLY_PASS])
+        assert not still.run_requests  # still busy: still waiting, not dropped
+        context.update_cursor(still.cursor)
+        instance.report_run_canceled(inbox_run)
+        later = plan_tick(context, core_resource, now + 60, [HOURLY_PASS])
+        (late,) = later.run_requests or []
+        assert _accounts(late) == [busy] and late.tags["bitrix24/fleet_batch"].startswith("late.")
+        context.update_cursor(later.cursor)
+        assert not plan_tick(context, core_resource, now + 90, [HOURLY_PASS]).run_requests
+
+
+def test_a_nightly_fleet_run_reads_every_entity_in_full(
+    sandbox: SandboxHandle,
+    core_resource: CoreResource,
+    core_store: CoreStore,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    account = add_account(core_store, sandbox.webhook_url, "Night Co", "night-portal")
+    instance.add_dynamic_partitions(integration_accounts.name, [account])
+    job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
+    config = {"accounts": [account], "entities": list(NIGHTLY_PASS.entities), "full": True}
+    result = job.execute_in_process(instance=instance, run_config={"ops": {FLEET_OP: {"config": config}}})
+    (materialized,) = _materialized(instance, result.run_id).values()
+    assert set(materialized) == {ENTITIES[name].core_key for name in NIGHTLY_PASS.entities}
+    assert {m.metadata["full"].value for m in materialized.values()} == {True}
+    bad = {"accounts": [account], "entities": ["employees", "invoices"]}
+    failed = job.execute_in_process(
+        instance=instance, run_config={"ops": {FLEET_OP: {"config": bad}}}, raise_on_error=False
+    )
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "Unknown entities ['invoices']" in str(failure.step_failure_data.user_failure_data.description)  # type: ignore[union-attr]
