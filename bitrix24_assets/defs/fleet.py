@@ -84,6 +84,11 @@ def _env_number(name: str, default: float) -> float:
 
 FLEET_ENABLED = os.environ.get("BITRIX24_FLEET", "on").strip().lower() not in ("off", "0", "false", "no")
 MAX_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_MAX_PER_RUN", 500)))
+# New accounts arriving together (a platform's import, an app installed by many portals): more than
+# ONBOARD_ALONE in one tick get their first full sync in fleet batches of ONBOARD_PER_RUN (smaller
+# than MAX_PER_RUN: a new portal's size is unknown, and a large one holds its thread for minutes).
+ONBOARD_ALONE = max(0, int(_env_number("BITRIX24_FLEET_ONBOARD_ALONE", 10)))
+ONBOARD_PER_RUN = max(1, int(_env_number("BITRIX24_FLEET_ONBOARD_PER_RUN", 100)))
 WORKERS = max(1, int(_env_number("BITRIX24_FLEET_WORKERS", 8)))  # 16 cost more CPU and took longer
 MAX_ROWS = int(_env_number("BITRIX24_FLEET_MAX_ROWS", 5000))
 SPREAD_SECONDS = max(0.0, _env_number("BITRIX24_FLEET_SPREAD_SECONDS", 86400.0))  # capped by the cycle
@@ -582,6 +587,31 @@ def _cursor(raw: str | None) -> dict[str, dict[str, Any]]:
             waiting = state.get("waiting")
             out[name] = {**state, "waiting": [str(a) for a in waiting] if isinstance(waiting, list) else []}
     return out
+
+
+def onboarding_requests(accounts: Sequence[str], stamps: dict[str, str]) -> list[dg.RunRequest]:
+    """First full syncs of new accounts in fleet batches (sorted, ``ONBOARD_PER_RUN`` each). A
+    batch's run key names its members and their ``stamps`` (``updated_at``), so a re-activated
+    account is onboarded again and a retried tick requests nothing twice."""
+    ordered = sorted(accounts)
+    requests = []
+    for k in range(0, len(ordered), ONBOARD_PER_RUN):
+        batch = ordered[k : k + ONBOARD_PER_RUN]
+        digest = hashlib.sha256(",".join(f"{a}:{stamps.get(a, '')}" for a in batch).encode()).hexdigest()[:16]
+        config = {"accounts": batch, "entities": list(ALL), "full": True}
+        requests.append(
+            dg.RunRequest(
+                job_name=FLEET_JOB,
+                run_key=f"onboard-fleet:{digest}",
+                run_config={"ops": {FLEET_OP: {"config": config}}},
+                tags={
+                    TRIGGER_TAG: "onboarding",
+                    PASS_TAG: "onboarding",
+                    "bitrix24/fleet_size": str(len(batch)),
+                },
+            )
+        )
+    return requests
 
 
 def own_run_accounts(

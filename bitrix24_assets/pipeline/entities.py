@@ -171,7 +171,8 @@ def _merge_employees(store: CoreStore, request: MergeRequest) -> MergeCounts:
     counts = store.merge_employees(
         request.account_id, request.rows, full=request.full, keep_ids=request.keep_ids, guard=request.guard
     )
-    store.link_employee_departments(request.account_id)  # memberships follow UF_DEPARTMENT
+    if counts.inserted or counts.updated or counts.removed:  # memberships follow UF_DEPARTMENT
+        store.link_employee_departments(request.account_id)  # (and every departments merge relinks)
     return counts
 
 

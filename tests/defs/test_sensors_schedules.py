@@ -8,10 +8,13 @@ from typing import Any
 import dagster as dg
 
 from bitrix24_assets.core import CoreStore
+from bitrix24_assets.defs.fleet import FLEET_JOB, FLEET_OP, ONBOARD_ALONE
 from bitrix24_assets.defs.partitions import integration_accounts
 from bitrix24_assets.defs.resources import CoreResource
 from bitrix24_assets.defs.schedules import events_sync, hourly_sync, nightly_full_sync
 from bitrix24_assets.defs.sensors import accounts_sensor
+from bitrix24_assets.defs.tags import TRIGGER_TAG
+from bitrix24_assets.pipeline import ENTITIES
 from tests.defs.conftest import add_account
 
 HOOK = "http://127.0.0.1:9/rest/1/secret-token-1/"
@@ -66,6 +69,29 @@ def test_sensor_adds_removes_and_requests_across_ticks(
     assert [r.partition_key for r in fourth.run_requests] == [b]
     first_key = next(r.run_key for r in first.run_requests if r.partition_key == b)
     assert fourth.run_requests[0].run_key != first_key
+
+
+def test_many_new_accounts_at_once_get_their_first_full_sync_in_fleet_batches(
+    instance: dg.DagsterInstance, core_resource: CoreResource, core_store: CoreStore
+) -> None:
+    many = [add_account(core_store, HOOK, f"Co {i}", f"portal-{i}") for i in range(ONBOARD_ALONE + 2)]
+    first = tick(instance, core_resource)
+    assert isinstance(first, dg.SensorResult)
+    assert keys(instance) == set(many)
+    (batch,) = first.run_requests  # fewer than BITRIX24_FLEET_ONBOARD_PER_RUN: one batch
+    config = batch.run_config["ops"][FLEET_OP]["config"]
+    assert batch.job_name == FLEET_JOB and batch.tags[TRIGGER_TAG] == "onboarding"
+    assert sorted(config["accounts"]) == sorted(many)
+    assert (config["entities"], config["full"]) == (list(ENTITIES), True)
+
+    # one re-activated account is onboarded alone, under a new run key
+    core_store.set_account_status(many[0], "disabled", None)
+    tick(instance, core_resource)
+    core_store.set_account_status(many[0], "active", None)
+    again = tick(instance, core_resource)
+    assert isinstance(again, dg.SensorResult)
+    (alone,) = again.run_requests
+    assert (alone.job_name, alone.partition_key) == ("bitrix24_full_sync_job", many[0])
 
 
 def test_sensor_ignores_other_providers(
