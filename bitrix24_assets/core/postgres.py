@@ -66,8 +66,10 @@ class PostgresStore(CoreStore):
             max_size=max_size,
             timeout=timeout,
             open=False,
-            # no server-side prepared statements: they break behind transaction poolers (Supavisor)
-            kwargs={"prepare_threshold": None, "connect_timeout": max(1, int(timeout))},
+            # no server-side prepared statements: they break behind transaction poolers (Supavisor).
+            # autocommit: most calls are one statement (one function call), which then costs one
+            # round trip instead of three (BEGIN, the call, COMMIT); merges open their transaction.
+            kwargs={"prepare_threshold": None, "connect_timeout": max(1, int(timeout)), "autocommit": True},
             name="bitrix24-core",
         )
         self._opened = False
@@ -78,7 +80,8 @@ class PostgresStore(CoreStore):
     # ---- plumbing ----------------------------------------------------------------------------------
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection inside one transaction (committed on success), errors translated."""
+        """A pooled connection in autocommit mode (a statement is its own transaction; callers that
+        need more open ``conn.transaction()``), errors translated."""
         with translate_errors(self.target):
             if not self._opened:
                 self._pool.open(wait=False)
@@ -246,7 +249,7 @@ class PostgresStore(CoreStore):
         plan_sql = f"select * from {stage.plan_function}({_named(plan_args)})"
         staged_sql = f"select * from {stage.staged_function}(%(p_account)s::uuid, %(p_full)s)"
         # a loop over every row while all of them are alive: see bitrix24_assets.gc_pause
-        with cyclic_gc_paused(), self._conn() as conn, conn.cursor() as cur:
+        with cyclic_gc_paused(), self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             # bytea by oid means psycopg's C bytes dumper on this cursor (globally, psycopg's dbapi
             # Binary dumper, written in Python, takes that oid): see _wire_types
             cur.adapters.register_dumper(bytes, BytesBinaryDumper)
