@@ -2,8 +2,8 @@
 
 Each merge is one transaction: empty the session's ``pg_temp.stage_*`` (``core.scratch``: made once
 per connection, emptied at every commit), COPY the batch into it, call ``core.merge_*_staged``,
-commit. The merge functions are the ones the Supabase backend
-calls through RPC, so both backends behave the same.
+commit. The merge functions are the ones the Supabase backend calls through RPC, so both backends
+behave the same.
 """
 
 from __future__ import annotations

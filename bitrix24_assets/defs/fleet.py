@@ -200,7 +200,11 @@ def windows(accounts: int, max_per_run: int = MAX_PER_RUN, spread: float = SPREA
     """As many windows as batches of 80% of ``max_per_run`` need (at most one per slot), evenly over
     the spread: a window's accounts vary around the mean (slots are hashes), and one a little over
     the limit would cost a second run."""
-    return layout(min(SLOTS, max(1, math.ceil(accounts / max(1.0, WINDOW_FILL * max_per_run)))), spread)
+    return layout(window_count(accounts, max_per_run), spread)
+
+
+def window_count(accounts: int, max_per_run: int = MAX_PER_RUN) -> int:
+    return min(SLOTS, max(1, math.ceil(accounts / max(1.0, WINDOW_FILL * max_per_run))))
 
 
 def layout(count: int, spread: float = SPREAD_SECONDS) -> list[Window]:
@@ -501,7 +505,7 @@ def plan_tick(
             start, length = cycle_of(cadence.cron, now)
             state = cursor.get(cadence.name)
             if state is None or state.get("cycle") != start:
-                count = len(windows(len(keys)))
+                count = window_count(len(keys))
                 caught = state is not None or cadence.catch_up
                 state = {"cycle": start, "windows": count, "next": 0 if caught else count, "waiting": []}
             cursor[cadence.name] = state
@@ -516,7 +520,7 @@ def plan_tick(
             state["waiting"] = sorted({a for a in candidates if a in busy} & set(keys))
             refused = refusals(store, ready, cadence.entity_defs())
             riding = [a for a in ready if refused.get(a, "busy") is None]
-            new = _requests(cadence, start, due, riding, state["waiting"], plan)
+            new = _requests(cadence, start, due, riding)
             requests.extend(new)
             if due:
                 state["next"] = due[-1].index + 1
@@ -531,13 +535,13 @@ def plan_tick(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
 
+def _members_key(members: Iterable[str]) -> str:
+    """A short, stable name for a set of batch members (run keys of batches not tied to a window)."""
+    return hashlib.sha256(",".join(members).encode()).hexdigest()[:16]
+
+
 def _requests(
-    cadence: FleetPass,
-    start: float,
-    due: Sequence[Window],
-    riding: Sequence[str],
-    waiting: Sequence[str],
-    plan: Sequence[Window],
+    cadence: FleetPass, start: float, due: Sequence[Window], riding: Sequence[str]
 ) -> list[dg.RunRequest]:
     """Run requests for the due windows' riders; riders that had waited for a run in flight form
     batches of their own (keyed by their members: a retried tick does not request them twice)."""
@@ -552,8 +556,7 @@ def _requests(
     late = sorted(members - placed)
     for k in range(0, len(late), MAX_PER_RUN):
         batch = late[k : k + MAX_PER_RUN]
-        digest = hashlib.sha256(",".join(batch).encode()).hexdigest()[:12]
-        groups.append((f"late.{digest}", batch))
+        groups.append((f"late.{_members_key(batch)}", batch))
     config = {"entities": list(cadence.entities), "full": cadence.full}
     return [
         dg.RunRequest(
@@ -597,12 +600,12 @@ def onboarding_requests(accounts: Sequence[str], stamps: dict[str, str]) -> list
     requests = []
     for k in range(0, len(ordered), ONBOARD_PER_RUN):
         batch = ordered[k : k + ONBOARD_PER_RUN]
-        digest = hashlib.sha256(",".join(f"{a}:{stamps.get(a, '')}" for a in batch).encode()).hexdigest()[:16]
         config = {"accounts": batch, "entities": list(ALL), "full": True}
+        key = _members_key(f"{a}:{stamps.get(a, '')}" for a in batch)
         requests.append(
             dg.RunRequest(
                 job_name=FLEET_JOB,
-                run_key=f"onboard-fleet:{digest}",
+                run_key=f"onboard-fleet:{key}",
                 run_config={"ops": {FLEET_OP: {"config": config}}},
                 tags={
                     TRIGGER_TAG: "onboarding",

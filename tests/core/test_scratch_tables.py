@@ -88,10 +88,7 @@ def test_merges_on_one_connection_reuse_the_tables_and_survive_a_refused_merge(c
     assert before["oid"] is not None and before == after
 
 
-def test_every_function_reading_session_tables_is_planned_per_call(
-    core_store: PostgresStore, db: psycopg.Connection
-) -> None:
-    core_store.migrate()
+def test_every_function_reading_session_tables_is_planned_per_call(db: psycopg.Connection) -> None:
     functions = db.execute(
         "select p.proname, coalesce(p.proconfig @> '{plan_cache_mode=force_custom_plan}', false) "
         "from pg_proc p join pg_namespace n on n.oid = p.pronamespace "

@@ -49,6 +49,20 @@ def _defs(core: CoreResource, tmp_path: Path) -> dg.Definitions:
     )
 
 
+def _one_portal_fleet(
+    sandbox: SandboxHandle,
+    core: CoreResource,
+    store: CoreStore,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    name: str,
+) -> tuple[str, dg.JobDefinition]:
+    """One sandbox portal with its partition, and the fleet job to sync it."""
+    account = add_account(store, sandbox.webhook_url, f"{name} Co", name)
+    instance.add_dynamic_partitions(integration_accounts.name, [account])
+    return account, _defs(core, tmp_path).resolve_job_def(FLEET_JOB)
+
+
 def _materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, dg.AssetMaterialization]]:
     out: dict[str, dict[str, dg.AssetMaterialization]] = {}
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
@@ -190,9 +204,7 @@ def test_the_compact_events_carry_the_figures_of_all_three_assets_on_the_core_as
     instance: dg.DagsterInstance,
     tmp_path: Path,
 ) -> None:
-    account = add_account(core_store, sandbox.webhook_url, "Compact Co", "compact-portal")
-    instance.add_dynamic_partitions(integration_accounts.name, [account])
-    job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
+    account, job = _one_portal_fleet(sandbox, core_resource, core_store, instance, tmp_path, "compact-portal")
     config = {"ops": {FLEET_OP: {"config": {"accounts": [account], "events": "core"}}}}
     stale = dg.AssetCheckEvaluation(  # an earlier failure of a check that passes now
         asset_key=dg.AssetKey("core_tasks"),
@@ -308,9 +320,7 @@ def test_a_nightly_fleet_run_reads_every_entity_in_full(
     instance: dg.DagsterInstance,
     tmp_path: Path,
 ) -> None:
-    account = add_account(core_store, sandbox.webhook_url, "Night Co", "night-portal")
-    instance.add_dynamic_partitions(integration_accounts.name, [account])
-    job = _defs(core_resource, tmp_path).resolve_job_def(FLEET_JOB)
+    account, job = _one_portal_fleet(sandbox, core_resource, core_store, instance, tmp_path, "night-portal")
     config = {"accounts": [account], "entities": list(NIGHTLY_PASS.entities), "full": True}
     result = job.execute_in_process(instance=instance, run_config={"ops": {FLEET_OP: {"config": config}}})
     (materialized,) = _materialized(instance, result.run_id).values()

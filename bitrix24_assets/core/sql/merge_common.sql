@@ -48,7 +48,7 @@ create or replace function core.scratch(p_name text, p_definition text)
 returns void
 language plpgsql
 set search_path = ''
-set plan_cache_mode = force_custom_plan  -- reads session temp tables: see core.scratch
+set plan_cache_mode = force_custom_plan  -- like every function naming pg_temp (its SQL is dynamic anyway)
 as $$
 declare
     v_setting text := 'core_scratch.' || p_name;
